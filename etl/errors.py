@@ -1,0 +1,94 @@
+"""The errors keyledger raises; the CLI maps each branch to an exit code.
+
+    KeyledgerError
+    ├── ConfigError            a setting is missing or invalid (exit 1)
+    ├── ApiError               talking to the OpenRouter management API
+    │   ├── AuthError          the management key was refused (401/403)
+    │   ├── ApiStatusError     an error status that retrying did not (or cannot) fix
+    │   ├── ApiUnavailableError  timeouts or dropped connections outlasted the retries
+    │   ├── PayloadError       a response body or key object that does not parse
+    │   └── PaginationError    the listing does not advance (offset ignored, page repeated)
+    └── LoadError              writing to the database
+
+Lower-level exceptions (httpx, json, SQLAlchemy) are translated once, at the module
+that sees them, with ``raise ... from exc``. No message ever contains the management
+key: messages are built from our own words, statuses and the server's error text,
+and the server's text is redacted of the key before it is kept.
+"""
+
+from __future__ import annotations
+
+
+class KeyledgerError(Exception):
+    """Base of every error keyledger raises on purpose."""
+
+
+class ConfigError(KeyledgerError):
+    """A configuration value is missing or invalid."""
+
+
+class LoadError(KeyledgerError):
+    """The database could not be written or read as expected."""
+
+
+class ApiError(KeyledgerError):
+    """A failure talking to the OpenRouter management API.
+
+    ``workspace`` and ``offset`` say where in a listing it happened; they are
+    filled in by whoever knows them and shown in front of the message.
+    """
+
+    def __init__(
+        self, message: str, *, workspace: str | None = None, offset: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.workspace = workspace
+        self.offset = offset
+
+    def locate(self, *, workspace: str | None = None, offset: int | None = None) -> ApiError:
+        """Fill in where the error happened (keeps what is already known)."""
+        if self.workspace is None:
+            self.workspace = workspace
+        if self.offset is None:
+            self.offset = offset
+        return self
+
+    def __str__(self) -> str:
+        where = []
+        if self.workspace is not None:
+            where.append(f"workspace {self.workspace}")
+        if self.offset is not None:
+            where.append(f"offset {self.offset}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class AuthError(ApiError):
+    """The management key was refused (HTTP 401 or 403)."""
+
+
+class ApiStatusError(ApiError):
+    """The API answered with an error status that retrying did not fix."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        workspace: str | None = None,
+        offset: int | None = None,
+    ) -> None:
+        super().__init__(message, workspace=workspace, offset=offset)
+        self.status = status
+
+
+class ApiUnavailableError(ApiError):
+    """Timeouts or connection failures lasted through every retry."""
+
+
+class PayloadError(ApiError):
+    """A response body, or a key object in it, is not what the API promises."""
+
+
+class PaginationError(ApiError):
+    """Paging does not advance: the server ignores offset or repeats pages."""

@@ -1,0 +1,274 @@
+"""API JSON -> typed records. Pure functions: no I/O, no clock.
+
+Money is parsed as ``Decimal`` straight from the JSON text (never through float) and
+timestamps become timezone-aware UTC datetimes. Fields the API adds later are kept:
+each record holds the whole payload in ``raw``, and ``extra`` lists the unknown ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from etl.errors import PayloadError
+
+MONEY_FIELDS = (
+    "usage",
+    "usage_daily",
+    "usage_weekly",
+    "usage_monthly",
+    "byok_usage",
+    "byok_usage_daily",
+    "byok_usage_weekly",
+    "byok_usage_monthly",
+)
+# The reference marks these required (with null allowed where typed so).
+_REQUIRED_TEXT = ("hash", "name", "label", "workspace_id")
+_NULLABLE_TEXT = ("limit_reset", "creator_user_id")
+_OPTIONAL_TEXT = ("external_user",)  # newer servers only
+_BOOLEANS = ("disabled", "include_byok_in_limit")
+_NULLABLE_MONEY = ("limit", "limit_remaining")
+_OPTIONAL_TIMES = ("expires_at", "last_used_at")
+KNOWN_KEY_FIELDS = frozenset(
+    (
+        *_REQUIRED_TEXT,
+        *_NULLABLE_TEXT,
+        *_OPTIONAL_TEXT,
+        *_BOOLEANS,
+        *_NULLABLE_MONEY,
+        *MONEY_FIELDS,
+        *_OPTIONAL_TIMES,
+        "created_at",
+        "updated_at",
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """One API key as the management API described it at one moment."""
+
+    hash: str
+    name: str
+    label: str
+    disabled: bool
+    limit: Decimal | None
+    limit_remaining: Decimal | None
+    limit_reset: str | None
+    include_byok_in_limit: bool
+    usage: Decimal
+    usage_daily: Decimal
+    usage_weekly: Decimal
+    usage_monthly: Decimal
+    byok_usage: Decimal
+    byok_usage_daily: Decimal
+    byok_usage_weekly: Decimal
+    byok_usage_monthly: Decimal
+    created_at: datetime
+    updated_at: datetime | None
+    creator_user_id: str | None
+    workspace_id: str
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    external_user: str | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Fields the API sent that this version of keyledger does not know."""
+        return {k: v for k, v in self.raw.items() if k not in KNOWN_KEY_FIELDS}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceRecord:
+    """One workspace from ``GET /workspaces``."""
+
+    id: str
+    name: str | None
+    slug: str | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a response body, keeping every digit of every number (``Decimal``)."""
+    return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse an ISO 8601 timestamp into an aware UTC datetime (naive means UTC)."""
+    # Python 3.10's fromisoformat does not accept a trailing "Z".
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+class _KeyReader:
+    """Reads typed fields out of one key object, naming the field on failure."""
+
+    def __init__(self, payload: Mapping[str, Any], offset: int | None) -> None:
+        self.payload = payload
+        self.offset = offset
+        hash_value = payload.get("hash")
+        self.hash = hash_value if isinstance(hash_value, str) and hash_value else None
+
+    def fail(self, name: str, problem: str) -> PayloadError:
+        who = f"key {self.hash}" if self.hash else "a key without a hash"
+        return PayloadError(f"{who}: field '{name}' {problem}", offset=self.offset)
+
+    def get(self, name: str, *, required: bool) -> Any:
+        if name not in self.payload:
+            if required:
+                raise self.fail(name, "is missing")
+            return None
+        return self.payload[name]
+
+    def text(self, name: str) -> str:
+        value = self.get(name, required=True)
+        if not isinstance(value, str):
+            raise self.fail(name, f"should be a string, got {_describe(value)}")
+        return value
+
+    def maybe_text(self, name: str, *, required: bool = True) -> str | None:
+        value = self.get(name, required=required)
+        return None if value is None else self.text(name)
+
+    def boolean(self, name: str) -> bool:
+        value = self.get(name, required=True)
+        if not isinstance(value, bool):
+            raise self.fail(name, f"should be true or false, got {_describe(value)}")
+        return value
+
+    def money(self, name: str) -> Decimal:
+        value = self.get(name, required=True)
+        # bool is an int subclass: true/false are not amounts.
+        if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+            raise self.fail(name, f"should be a number, got {_describe(value)}")
+        return Decimal(value)
+
+    def maybe_money(self, name: str) -> Decimal | None:
+        return None if self.get(name, required=True) is None else self.money(name)
+
+    def time(self, name: str) -> datetime:
+        value = self.get(name, required=True)
+        if not isinstance(value, str):
+            raise self.fail(name, f"should be an ISO 8601 timestamp, got {_describe(value)}")
+        try:
+            return parse_timestamp(value)
+        except ValueError:
+            raise self.fail(name, f"is not an ISO 8601 timestamp: {value[:40]!r}") from None
+
+    def maybe_time(self, name: str, *, required: bool = True) -> datetime | None:
+        value = self.get(name, required=required)
+        return None if value is None else self.time(name)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, Decimal)):
+        return "a number"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, float):
+        return "a float (digits already lost)"
+    return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+
+
+def parse_key(payload: Any, *, offset: int | None = None) -> KeyRecord:
+    """Turn one key object of the API into a ``KeyRecord``; reject what does not fit."""
+    if not isinstance(payload, dict):
+        raise PayloadError(
+            f"a key should be a JSON object, got {_describe(payload)}", offset=offset
+        )
+    r = _KeyReader(payload, offset)
+    if r.hash is None:
+        raise r.fail(
+            "hash", "is missing or empty" if not payload.get("hash") else "is not a string"
+        )
+    return KeyRecord(
+        hash=r.hash,
+        name=r.text("name"),
+        label=r.text("label"),
+        disabled=r.boolean("disabled"),
+        limit=r.maybe_money("limit"),
+        limit_remaining=r.maybe_money("limit_remaining"),
+        limit_reset=r.maybe_text("limit_reset"),
+        include_byok_in_limit=r.boolean("include_byok_in_limit"),
+        usage=r.money("usage"),
+        usage_daily=r.money("usage_daily"),
+        usage_weekly=r.money("usage_weekly"),
+        usage_monthly=r.money("usage_monthly"),
+        byok_usage=r.money("byok_usage"),
+        byok_usage_daily=r.money("byok_usage_daily"),
+        byok_usage_weekly=r.money("byok_usage_weekly"),
+        byok_usage_monthly=r.money("byok_usage_monthly"),
+        created_at=r.time("created_at"),
+        updated_at=r.maybe_time("updated_at"),
+        creator_user_id=r.maybe_text("creator_user_id"),
+        workspace_id=r.text("workspace_id"),
+        # Not in the reference's required list; newer servers add the last two.
+        expires_at=r.maybe_time("expires_at", required=False),
+        last_used_at=r.maybe_time("last_used_at", required=False),
+        external_user=r.maybe_text("external_user", required=False),
+        raw=payload,
+    )
+
+
+def parse_key_list(body: Any, *, offset: int | None = None) -> list[KeyRecord]:
+    """Parse the ``{"data": [key, ...]}`` body of ``GET /keys``."""
+    items = _data(body, list, offset)
+    return [parse_key(item, offset=offset) for item in items]
+
+
+def parse_workspace_list(body: Any, *, offset: int | None = None) -> list[WorkspaceRecord]:
+    """Parse the ``{"data": [workspace, ...]}`` body of ``GET /workspaces``."""
+    records = []
+    for item in _data(body, list, offset):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+            raise PayloadError("a workspace has no 'id' string", offset=offset)
+        name, slug = item.get("name"), item.get("slug")
+        records.append(
+            WorkspaceRecord(
+                id=item["id"],
+                name=name if isinstance(name, str) else None,
+                slug=slug if isinstance(slug, str) else None,
+                raw=item,
+            )
+        )
+    return records
+
+
+def _data(body: Any, kind: type, offset: int | None) -> Any:
+    if not isinstance(body, dict) or "data" not in body:
+        raise PayloadError("the response has no 'data' field", offset=offset)
+    if not isinstance(body["data"], kind):
+        raise PayloadError(
+            f"'data' should be a JSON {'array' if kind is list else 'object'}, "
+            f"got {_describe(body['data'])}",
+            offset=offset,
+        )
+    return body["data"]
+
+
+def dump_json(value: Any) -> str:
+    """Serialize parsed JSON back to text, writing every ``Decimal`` digit for digit."""
+    if isinstance(value, Decimal):
+        return str(value)  # e.g. "0.30000000000000004" or "1E-9": both valid JSON numbers
+    if isinstance(value, dict):
+        items = (f"{json.dumps(str(k))}:{dump_json(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(dump_json(v) for v in value) + "]"
+    return json.dumps(value, allow_nan=False)

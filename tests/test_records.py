@@ -1,0 +1,127 @@
+"""API JSON -> KeyRecord: exact money, UTC time, unknown fields kept, bad fields named."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from etl.errors import PayloadError
+from etl.records import dump_json, parse_json, parse_key, parse_key_list, parse_timestamp
+from tests.helpers import key_payload
+
+
+def parse_text(text: str) -> object:
+    return parse_json(text.encode())
+
+
+@pytest.mark.parametrize(
+    "text", ["0.30000000000000004", "1e-9", "123456789.0123456789", "1E+400", "-0.5", "7"]
+)
+def test_money_keeps_every_digit(text: str) -> None:
+    body = parse_text(
+        '{"data": [' + dump_json(key_payload()).replace('"usage":25.5', f'"usage":{text}') + "]}"
+    )
+    record = parse_key_list(body)[0]
+    assert record.usage == Decimal(text)
+    assert str(record.usage) == str(Decimal(text))  # not a float's approximation
+
+
+def test_numbers_never_pass_through_float() -> None:
+    body = parse_text('{"x": 0.1, "y": 1}')
+    assert body == {"x": Decimal("0.1"), "y": 1}
+    assert isinstance(body["x"], Decimal)  # type: ignore[index]
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_rejected(constant: str) -> None:
+    with pytest.raises(ValueError, match=constant):
+        parse_text('{"usage": ' + constant + "}")
+
+
+def test_timestamps_are_aware_utc() -> None:
+    assert parse_timestamp("2025-08-24T10:30:00Z") == datetime(
+        2025, 8, 24, 10, 30, tzinfo=timezone.utc
+    )
+    shifted = parse_timestamp("2025-08-24T12:30:00.250+02:00")
+    assert shifted.utcoffset() == timedelta(0)
+    assert shifted == datetime(2025, 8, 24, 10, 30, 0, 250000, tzinfo=timezone.utc)
+    # The API documents UTC; a timestamp without a zone is read as UTC, not local time.
+    assert parse_timestamp("2025-08-24T10:30:00").tzinfo is not None
+
+
+def test_record_has_typed_fields() -> None:
+    record = parse_key(key_payload(3, expires_at="2027-12-31T23:59:59Z", limit=None))
+    assert record.hash == f"{3:064x}"
+    assert record.limit is None
+    assert record.limit_remaining == Decimal("74.5")
+    assert record.expires_at == datetime(2027, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+    assert record.created_at.tzinfo is not None
+    assert record.disabled is False
+
+
+def test_unknown_fields_are_kept() -> None:
+    payload = key_payload(new_field={"nested": [1, 2]}, another=Decimal("0.1"))
+    record = parse_key(payload)
+    assert record.extra == {"new_field": {"nested": [1, 2]}, "another": Decimal("0.1")}
+    assert record.raw["new_field"] == {"nested": [1, 2]}
+
+
+def test_optional_newer_fields_may_be_absent() -> None:
+    payload = key_payload()
+    for name in ("expires_at", "last_used_at", "external_user"):
+        del payload[name]
+    record = parse_key(payload)
+    assert (record.expires_at, record.last_used_at, record.external_user) == (None, None, None)
+
+
+def test_missing_field_is_named_with_hash_and_offset() -> None:
+    payload = key_payload(7)
+    del payload["usage_weekly"]
+    with pytest.raises(PayloadError) as caught:
+        parse_key(payload, offset=200)
+    message = str(caught.value)
+    assert "usage_weekly" in message and "missing" in message
+    assert f"{7:064x}" in message
+    assert "offset 200" in message
+
+
+def test_missing_hash_is_named() -> None:
+    payload = key_payload()
+    del payload["hash"]
+    with pytest.raises(PayloadError, match="'hash' is missing"):
+        parse_key(payload, offset=0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("usage", "25.5", "should be a number, got the string '25.5'"),
+        ("usage_daily", None, "should be a number, got null"),
+        ("limit", True, "should be a number, got a boolean"),
+        ("disabled", "false", "should be true or false"),
+        ("name", 12, "should be a string, got a number"),
+        ("created_at", "yesterday", "is not an ISO 8601 timestamp"),
+        ("workspace_id", None, "should be a string, got null"),
+        ("hash", 5, "'hash' is not a string"),
+    ],
+)
+def test_mistyped_field_is_rejected(field: str, value: object, expected: str) -> None:
+    with pytest.raises(PayloadError, match=expected) as caught:
+        parse_key(key_payload(**{field: value}), offset=100)
+    assert f"'{field}'" in str(caught.value)
+
+
+def test_page_without_data_is_rejected() -> None:
+    with pytest.raises(PayloadError, match="no 'data'"):
+        parse_key_list({"keys": []}, offset=0)
+    with pytest.raises(PayloadError, match="should be a JSON array"):
+        parse_key_list({"data": {}}, offset=0)
+
+
+def test_dump_json_round_trips_exactly() -> None:
+    payload = key_payload(usage=Decimal("0.30000000000000004"), name='quote " \\ é 🚀')
+    text = dump_json(payload)
+    assert parse_json(text.encode()) == payload
+    assert "0.30000000000000004" in text
