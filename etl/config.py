@@ -67,6 +67,7 @@ class WorkspaceSpec:
 
     id: str
     name: str | None = None
+    slug: str | None = None  # known only when listed through /workspaces
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,41 @@ def load_settings(
         chosen = tuple(_workspace(w, "--workspace", "workspace") for w in workspaces)
         accounts = [Account(a.name, a.management_key, chosen, a.client) for a in accounts]
     return Settings(database_url=url, accounts=tuple(accounts), config_path=path)
+
+
+def load_database_url(
+    config_path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    database_url: str | None = None,
+) -> str:
+    """Only the database URL (for migrations: no management key needed)."""
+    env = os.environ if env is None else env
+    path, data = _read_config(config_path, env)
+    return _database_url(data, env, database_url, str(path) if path else "environment")
+
+
+def _read_config(
+    config_path: str | Path | None, env: Mapping[str, str]
+) -> tuple[Path | None, dict[str, Any]]:
+    path = _config_path(config_path, env)
+    data = _read_toml(path) if path else {}
+    for key in data:
+        if key not in _TOP_SETTINGS:
+            raise ConfigError(
+                f"{path}: unknown setting '{key}' (a typo?); expected one of "
+                f"{', '.join(sorted(_TOP_SETTINGS))}"
+            )
+    return path, data
+
+
+def _database_url(
+    data: Mapping[str, Any], env: Mapping[str, str], override: str | None, where: str
+) -> str:
+    url = override or env.get("KEYLEDGER_DATABASE_URL") or data.get("database_url")
+    url = _string(url if url is not None else DEFAULT_DATABASE_URL, where, "database_url")
+    _check_database_url(url, where)
+    return url
 
 
 def _config_path(explicit: str | Path | None, env: Mapping[str, str]) -> Path | None:

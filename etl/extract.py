@@ -17,7 +17,7 @@ def resolve_workspaces(
     """The configured workspaces, or every workspace the key can see when None."""
     if configured is not None:
         return list(configured)
-    return [WorkspaceSpec(w.id, w.name) for w in client.list_workspaces()]
+    return [WorkspaceSpec(w.id, w.name, w.slug) for w in client.list_workspaces()]
 
 
 @dataclass

@@ -1,5 +1,15 @@
 """SQLAlchemy models of keyledger's tables; importing this registers every table."""
 
 from models.base import Base
+from models.keys import ApiKey, UsageSnapshot, Workspace
+from models.runs import SyncRun, SyncRunWorkspace, SyncSeenKey
 
-__all__ = ["Base"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "SyncRun",
+    "SyncRunWorkspace",
+    "SyncSeenKey",
+    "UsageSnapshot",
+    "Workspace",
+]

@@ -203,7 +203,7 @@ def test_small_listing_served_at_every_offset_is_an_error() -> None:
         return json_response(200, {"data": api.keys})
 
     client, _ = make_client(repeat)
-    with client, pytest.raises(PaginationError, match="offset 29: .*ignores offset"):
+    with client, pytest.raises(PaginationError, match=r"offset 29: .*ignores offset"):
         hashes(client)
 
 
@@ -471,23 +471,20 @@ def test_rate_limiter_spaces_requests() -> None:
     assert sleeps == pytest.approx([0.25, 0.5, 0.75, 1.0])
 
 
-def test_client_requests_respect_the_rate_limit() -> None:
+def test_client_requests_wait_for_the_rate_limit() -> None:
     api = FakeKeysApi(450)
-    started = time.monotonic()
-    stamps: list[float] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        stamps.append(time.monotonic() - started)
-        return api.handler(request)
-
+    sleeps: list[float] = []
     client = OpenRouterClient(
-        settings(requests_per_second=50), secret(), transport=httpx.MockTransport(handler)
+        settings(requests_per_second=2, concurrency=1),
+        secret(),
+        transport=httpx.MockTransport(api.handler),
+        sleep=sleeps.append,
+        monotonic=lambda: 1000.0,  # a frozen clock: every wait is the limiter's
     )
     with client:
         hashes(client)
-    stamps.sort()
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-    assert min(gaps) >= 0.015  # 50/s spaces starts 20 ms apart (some scheduling slack)
+    assert len(api.requests) == 6  # 0, 99, 198, 297, 396 (short), 449 (nothing new)
+    assert sleeps == pytest.approx([0.5 * n for n in range(1, 6)])
 
 
 def test_one_concurrency_bound_covers_every_workspace() -> None:

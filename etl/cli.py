@@ -1,0 +1,190 @@
+"""The ``keyledger`` command: parse options, build settings, call the library, report.
+
+No SQL, no HTTP and no retry logic here; errors map to the exit codes of DESIGN.md:
+0 everything synced, 1 failure, 2 usage error, 3 partial, 4 locked.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import NoReturn
+
+import click
+
+from etl import __version__
+from etl.client import OpenRouterClient
+from etl.config import Settings, load_database_url, load_settings
+from etl.database import check_connection, make_engine
+from etl.errors import ConfigError, KeyledgerError
+from etl.extract import WorkspaceTally, iter_workspace, resolve_workspaces
+from etl.migrate import check_current, upgrade
+from etl.records import dump_json
+from etl.simulator_cli import simulate
+from etl.sync import run_sync
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 4
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    """Print one line to stderr and exit with ``code``."""
+    click.echo(f"keyledger: error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="keyledger")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+def cli(verbose: int) -> None:
+    """keyledger: an exact, queryable SQL ledger of OpenRouter API keys and their spend."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+cli.add_command(simulate)
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="TOML settings file (default ./keyledger.toml, or $KEYLEDGER_CONFIG).",
+)
+workspace_option = click.option(
+    "--workspace",
+    "workspaces",
+    multiple=True,
+    metavar="ID",
+    help='Only this workspace ("default" or a UUID); repeatable.',
+)
+
+
+database_option = click.option(
+    "--database-url",
+    metavar="URL",
+    help="SQLAlchemy database URL (default sqlite:///keyledger.db, or $KEYLEDGER_DATABASE_URL).",
+)
+
+
+def build_settings(
+    config_path: str | None, workspaces: tuple[str, ...], database_url: str | None = None
+) -> Settings:
+    """Settings from file and environment, or exit 1 with the one-line reason."""
+    try:
+        return load_settings(config_path, workspaces=workspaces, database_url=database_url)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+@cli.command()
+@config_option
+@database_option
+@workspace_option
+@click.option("--dry-run", is_flag=True, help="Fetch and report what would change; write nothing.")
+@click.option("--migrate", is_flag=True, help="Upgrade an old database schema first.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="Wait up to this long for workspaces another run is syncing (default: skip them).",
+)
+def sync(
+    config_path: str | None,
+    database_url: str | None,
+    workspaces: tuple[str, ...],
+    dry_run: bool,
+    migrate: bool,
+    wait_seconds: float,
+) -> None:
+    """One sync run: every key of every configured workspace into the database."""
+    settings = build_settings(config_path, workspaces, database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        check_connection(engine)
+        if migrate:
+            upgrade(engine)
+        check_current(engine)
+        result = run_sync(engine, settings, dry_run=dry_run, wait_seconds=wait_seconds)
+    except KeyledgerError as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
+    for workspace in result.workspaces:
+        if workspace.status != "ok":
+            click.echo(
+                f"keyledger: workspace {workspace.workspace_id} ({workspace.account}) "
+                f"{workspace.status}: {workspace.error}",
+                err=True,
+            )
+    click.echo(result.summary(), err=True)
+    codes = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "locked": EXIT_LOCKED}
+    sys.exit(codes.get(result.status, EXIT_FAILURE))
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@config_option
+@database_option
+def db_upgrade(config_path: str | None, database_url: str | None) -> None:
+    """Apply every pending migration (works from any directory)."""
+    try:
+        url = load_database_url(config_path, database_url=database_url)
+        engine = make_engine(url)
+        check_connection(engine)
+        upgrade(engine)
+        engine.dispose()
+    except KeyledgerError as exc:
+        fail(str(exc))
+    click.echo("keyledger: database schema is up to date", err=True)
+
+
+@cli.command()
+@config_option
+@workspace_option
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["summary", "jsonl"]),
+    default="summary",
+    show_default=True,
+    help="jsonl: print every key as one JSON line (exact numbers) on stdout.",
+)
+def extract(config_path: str | None, workspaces: tuple[str, ...], output_format: str) -> None:
+    """Read every key of every configured workspace from the API; write no database."""
+    settings = build_settings(config_path, workspaces)
+    started = time.monotonic()
+    tallies: list[WorkspaceTally] = []
+    try:
+        for account in settings.accounts:
+            with OpenRouterClient(account.client, account.management_key) as client:
+                for workspace in resolve_workspaces(client, account.workspaces):
+                    tally = WorkspaceTally(workspace)
+                    tallies.append(tally)
+                    for page in iter_workspace(client, workspace, tally):
+                        if output_format == "jsonl":
+                            for record in page.records:
+                                click.echo(dump_json(dict(record.raw)))
+    except KeyledgerError as exc:
+        fail(str(exc))
+    failed = [t for t in tallies if t.error is not None]
+    for tally in failed:
+        click.echo(f"keyledger: workspace {tally.workspace.id} failed: {tally.error}", err=True)
+    click.echo(
+        f"extract: {len(tallies) - len(failed)} workspaces ok, {len(failed)} failed; "
+        f"{sum(t.keys for t in tallies)} keys in {sum(t.pages for t in tallies)} pages; "
+        f"{time.monotonic() - started:.1f}s",
+        err=True,
+    )
+    if failed:
+        sys.exit(EXIT_PARTIAL if len(failed) < len(tallies) else EXIT_FAILURE)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="keyledger")

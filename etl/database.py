@@ -1,0 +1,62 @@
+"""Engines: one place that knows each backend's connection quirks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from etl.errors import LoadError
+
+
+def masked(url: str) -> str:
+    """The URL with its password replaced by ***, fit to print."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: show only its scheme
+        return url.split(":", 1)[0] + "://***"
+
+
+def make_engine(url: str, **options: Any) -> Engine:
+    """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        # Waiting on a busy database beats failing: BI readers may hold it briefly.
+        options.setdefault("connect_args", {"timeout": 30})
+    else:
+        options.setdefault("pool_pre_ping", True)
+    engine = create_engine(parsed, **options)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Python's sqlite3 module starts and ends transactions on its own and breaks
+    # SAVEPOINTs and transactional DDL; take that job back, as SQLAlchemy's pysqlite
+    # documentation recommends ("Serializable isolation / Savepoints / Transactional DDL").
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the nightly writer
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once, or raise a LoadError naming the (masked) database."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise LoadError(
+            f"cannot connect to {masked(engine.url.render_as_string(hide_password=False))}: "
+            f"{reason[0] if reason else type(exc).__name__}"
+        ) from exc

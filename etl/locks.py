@@ -1,0 +1,126 @@
+"""Per-workspace locks that die with the process holding them.
+
+PostgreSQL session advisory locks and MariaDB/MySQL ``GET_LOCK`` are released by the
+server when the holder's connection ends; on SQLite an exclusive ``flock`` on a file
+beside the database is released by the OS when the process dies. So a killed run
+never blocks the next one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from sqlalchemy import Connection, Engine, text
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+class WorkspaceLock(Protocol):
+    """A held lock; ``release()`` gives it back."""
+
+    def release(self) -> None:
+        """Give the lock back."""
+
+
+def lock_name(workspace_id: str) -> str:
+    """The lock's name for one workspace (short enough for GET_LOCK's 64 characters)."""
+    return f"keyledger:{workspace_id}"[:64]
+
+
+class _ServerLock:
+    def __init__(self, connection: Connection, release_sql: str, params: dict[str, Any]):
+        self._connection = connection
+        self._release_sql = release_sql
+        self._params = params
+
+    def release(self) -> None:
+        try:
+            self._connection.execute(text(self._release_sql), self._params)
+            self._connection.commit()
+        finally:
+            self._connection.close()  # closing the session would release it anyway
+
+
+class _FileLock:
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+
+    def release(self) -> None:
+        self._handle.close()  # closing the descriptor drops the flock
+
+
+def try_lock(engine: Engine, workspace_id: str) -> WorkspaceLock | None:
+    """Take the workspace's lock without waiting; None when another run holds it."""
+    name = lock_name(workspace_id)
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        return _try_file_lock(engine, name)
+    connection = engine.connect()
+    params: dict[str, Any]
+    try:
+        if dialect == "postgresql":
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            got = connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key})
+            release, params = "SELECT pg_advisory_unlock(:key)", {"key": key}
+        elif dialect == "mysql":
+            got = connection.scalar(text("SELECT GET_LOCK(:name, 0)"), {"name": name}) == 1
+            release, params = "SELECT RELEASE_LOCK(:name)", {"name": name}
+        else:
+            raise NotImplementedError(f"no workspace lock for the {dialect} dialect")
+        connection.commit()  # the lock is the session's, not the transaction's
+    except BaseException:
+        connection.close()
+        raise
+    if not got:
+        connection.close()
+        return None
+    return _ServerLock(connection, release, params)
+
+
+def _try_file_lock(engine: Engine, name: str) -> WorkspaceLock | None:
+    database = engine.url.database
+    if not database or database == ":memory:" or fcntl is None:
+        return _NoLock()  # a private in-memory database has no other writer
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    path = Path(f"{database}.lock-{digest}")
+    handle = path.open("ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    except BaseException:
+        handle.close()
+        raise
+    os.chmod(path, 0o600)
+    return _FileLock(handle)
+
+
+class _NoLock:
+    def release(self) -> None:
+        pass
+
+
+def acquire(
+    engine: Engine,
+    workspace_id: str,
+    *,
+    wait_seconds: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> WorkspaceLock | None:
+    """Take the lock, polling up to ``wait_seconds``; None if still held elsewhere."""
+    deadline = monotonic() + wait_seconds
+    while True:
+        lock = try_lock(engine, workspace_id)
+        if lock is not None or monotonic() >= deadline:
+            return lock
+        sleep(min(0.5, max(0.0, deadline - monotonic())))

@@ -1,0 +1,385 @@
+"""Where extract meets load: one run, its ledger, its locks, one transaction per workspace.
+
+A workspace is loaded atomically: every row a run writes for it (keys, snapshots,
+deletions, its ledger counts) commits together or not at all, so readers see all of
+a workspace's keys from a run or none. A workspace that fails is rolled back and
+recorded as failed; the others still commit. ``--dry-run`` runs the same code inside
+one outer transaction that is rolled back at the end (workspaces become savepoints).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from etl import __version__, load, locks
+from etl.client import OpenRouterClient
+from etl.config import DEFAULT_WORKSPACE, Account, Settings, WorkspaceSpec
+from etl.errors import ApiError, AuthError, LoadError
+from etl.extract import resolve_workspaces
+from models import SyncRun, SyncRunWorkspace
+
+log = logging.getLogger(__name__)
+
+ClientFactory = Callable[[Account], OpenRouterClient]
+
+
+@dataclass
+class WorkspaceResult:
+    """How one workspace fared in a run."""
+
+    account: str
+    workspace_id: str
+    status: str  # ok, failed or skipped
+    counts: load.PageCounts = field(default_factory=load.PageCounts)
+    pages: int = 0
+    deleted: int = 0
+    error: str | None = None
+    key_refused: bool = False  # the management key was refused (401/403)
+
+
+@dataclass
+class SyncResult:
+    """How a whole run fared."""
+
+    run_id: int | None
+    workspaces: list[WorkspaceResult]
+    seconds: float
+    dry_run: bool = False
+
+    @property
+    def status(self) -> str:
+        """ok, partial, failed or locked (every workspace held by another run)."""
+        states = {w.status for w in self.workspaces}
+        if states == {"ok"}:
+            return "ok"
+        if states == {"skipped"}:
+            return "locked"
+        return "partial" if "ok" in states else "failed"
+
+    def summary(self) -> str:
+        """The one line a run prints on stderr."""
+        by = [w.status for w in self.workspaces]
+        total = load.PageCounts()
+        for w in self.workspaces:
+            total.add(w.counts)
+        prefix = "sync (dry run, nothing written)" if self.dry_run else "sync"
+        return (
+            f"{prefix}: {by.count('ok')} workspaces ok, {by.count('failed')} failed, "
+            f"{by.count('skipped')} skipped; keys seen {total.seen}, new {total.new}, "
+            f"changed {total.changed}, deleted {sum(w.deleted for w in self.workspaces)}; "
+            f"{total.snapshots} snapshot rows; {self.seconds:.1f}s"
+        )
+
+
+def utcnow() -> datetime:
+    """The local clock, aware UTC (for ledger times; data times come from the server)."""
+    return datetime.now(timezone.utc)
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one short line fit for the ledger and the terminal."""
+    if isinstance(exc, SQLAlchemyError):
+        original = getattr(exc, "orig", None) or exc
+        text = f"database error: {type(original).__name__}: {str(original).strip()}"
+    else:
+        text = str(exc)
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:500]
+
+
+class _Units:
+    """Hands out one transaction per unit of work, or savepoints of one outer
+    transaction that is rolled back at the end (dry run)."""
+
+    def __init__(self, engine: Engine, *, dry_run: bool) -> None:
+        self.engine = engine
+        self.dry_run = dry_run
+        self._outer: Connection | None = engine.connect() if dry_run else None
+        if self._outer is not None:
+            self._outer.begin()
+
+    @contextmanager
+    def unit(self) -> Iterator[Connection]:
+        if self._outer is None:
+            with self.engine.begin() as connection:
+                yield connection
+        else:
+            with self._outer.begin_nested():
+                yield self._outer
+
+    def close(self) -> None:
+        if self._outer is not None:
+            self._outer.rollback()
+            self._outer.close()
+
+
+def run_sync(
+    engine: Engine,
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    wait_seconds: float = 0.0,
+    client_factory: ClientFactory | None = None,
+) -> SyncResult:
+    """Sync every configured workspace of every account; never raises for one workspace."""
+    started = time.monotonic()
+    make_client = client_factory or (lambda a: OpenRouterClient(a.client, a.management_key))
+    units = _Units(engine, dry_run=dry_run)
+    results: list[WorkspaceResult] = []
+    try:
+        run_id = _start_run(units, dry_run)
+        for account in settings.accounts:
+            with make_client(account) as client:
+                try:
+                    workspaces = resolve_workspaces(client, account.workspaces)
+                except ApiError as exc:
+                    results.append(
+                        WorkspaceResult(account.name, "*", "failed", error=one_line(exc))
+                    )
+                    log.error("account %s: cannot list workspaces: %s", account.name, exc)
+                    continue
+                for workspace in workspaces:
+                    result = _sync_workspace(
+                        units, client, run_id, account, workspace, wait_seconds
+                    )
+                    results.append(result)
+                    if result.key_refused:
+                        break  # the other workspaces of this key would be refused too
+        outcome = SyncResult(run_id, results, time.monotonic() - started, dry_run)
+        _finish_run(units, run_id, outcome)
+        return outcome
+    except SQLAlchemyError as exc:
+        raise LoadError(one_line(exc)) from exc
+    finally:
+        units.close()
+
+
+def _start_run(units: _Units, dry_run: bool) -> int:
+    with units.unit() as connection:
+        row = {
+            "started_at": utcnow(),
+            "status": "running",
+            "keyledger_version": __version__,
+            "hostname": socket.gethostname()[:255],
+            "pid": os.getpid(),
+            "dry_run": dry_run,
+        }
+        result = connection.execute(insert(SyncRun).values(**row))
+        run_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        assert isinstance(run_id, int)
+        return run_id
+
+
+def _finish_run(units: _Units, run_id: int, outcome: SyncResult) -> None:
+    status = "failed" if outcome.status == "locked" else outcome.status
+    with units.unit() as connection:
+        connection.execute(
+            update(SyncRun).where(SyncRun.id == run_id).values(finished_at=utcnow(), status=status)
+        )
+
+
+def _sync_workspace(
+    units: _Units,
+    client: OpenRouterClient,
+    run_id: int,
+    account: Account,
+    workspace: WorkspaceSpec,
+    wait_seconds: float,
+) -> WorkspaceResult:
+    result = WorkspaceResult(account.name, workspace.id, "failed")
+    lock = locks.acquire(units.engine, workspace.id, wait_seconds=wait_seconds)
+    if lock is None:
+        result.status = "skipped"
+        result.error = f"held by another run ({_holder(units, workspace.id)})"
+        _record(units, run_id, account, workspace, result, started=utcnow())
+        return result
+    started = utcnow()
+    try:
+        ledger_id = _record(
+            units, run_id, account, workspace, result, started=started, running=True
+        )
+        try:
+            with units.unit() as connection:
+                _load_workspace(connection, client, run_id, ledger_id, workspace, result)
+                result.status = "ok"
+                _update_ledger(connection, ledger_id, result)
+        except (ApiError, SQLAlchemyError) as exc:
+            result.status = "failed"
+            result.error = one_line(exc)
+            result.key_refused = isinstance(exc, AuthError)
+            log.error("workspace %s failed: %s", workspace.id, result.error)
+            with units.unit() as connection:
+                _update_ledger(connection, ledger_id, result)
+    finally:
+        lock.release()
+    return result
+
+
+def _load_workspace(
+    connection: Connection,
+    client: OpenRouterClient,
+    run_id: int,
+    ledger_id: int,
+    workspace: WorkspaceSpec,
+    result: WorkspaceResult,
+) -> None:
+    """List, load, confirm the missing, mark the deleted: all inside ``connection``'s
+    transaction."""
+    resolved = None if workspace.id == DEFAULT_WORKSPACE else workspace.id
+    listed_at: datetime | None = None
+    for page in client.iter_key_pages(workspace.id):
+        result.pages += 1
+        listed_at = listed_at or page.server_time
+        if resolved is None and page.records:
+            resolved = page.records[0].workspace_id
+        result.counts.add(
+            load.load_keys(
+                connection,
+                page.records,
+                captured_at=page.server_time,
+                sync_run_id=run_id,
+                sync_run_workspace_id=ledger_id,
+            )
+        )
+    listed_at = listed_at or utcnow()
+    resolved = resolved or _last_resolved(connection, workspace.id) or workspace.id
+    result.workspace_id = resolved
+    # Offset paging can skip a key while others are deleted: ask before marking.
+    gone = []
+    for key_hash in load.missing_keys(connection, resolved, ledger_id):
+        found = client.get_key(key_hash)
+        if found is None:
+            gone.append(key_hash)
+        else:
+            result.counts.add(
+                load.load_keys(
+                    connection,
+                    [found.record],
+                    captured_at=found.server_time,
+                    sync_run_id=run_id,
+                    sync_run_workspace_id=None,
+                )
+            )
+    result.deleted = load.mark_deleted(connection, gone, listed_at)
+    load.clear_seen(connection, ledger_id)
+    load.upsert_workspace(
+        connection,
+        resolved,
+        name=workspace.name,
+        slug=workspace.slug,
+        synced_at=listed_at,
+        now=utcnow(),
+    )
+    connection.execute(
+        update(SyncRunWorkspace)
+        .where(SyncRunWorkspace.id == ledger_id)
+        .values(workspace_id=resolved, server_time=listed_at)
+    )
+
+
+def _record(
+    units: _Units,
+    run_id: int,
+    account: Account,
+    workspace: WorkspaceSpec,
+    result: WorkspaceResult,
+    *,
+    started: datetime,
+    running: bool = False,
+) -> int:
+    """Write the workspace's ledger row (committed at once, so a crash leaves it)."""
+    with units.unit() as connection:
+        if running:
+            # We hold the lock, so any row still "running" for it belongs to a dead run.
+            connection.execute(
+                update(SyncRunWorkspace)
+                .where(
+                    SyncRunWorkspace.requested_as == workspace.id,
+                    SyncRunWorkspace.status == "running",
+                )
+                .values(status="abandoned")
+            )
+        row = connection.execute(
+            insert(SyncRunWorkspace).values(
+                sync_run_id=run_id,
+                account=account.name[:255],
+                requested_as=workspace.id,
+                workspace_id=workspace.id,
+                status="running" if running else result.status,
+                started_at=started,
+                finished_at=None if running else utcnow(),
+                pages=0,
+                keys_seen=0,
+                keys_new=0,
+                keys_changed=0,
+                keys_deleted=0,
+                snapshots_written=0,
+                error=result.error,
+            )
+        )
+        ledger_id = row.inserted_primary_key[0] if row.inserted_primary_key else None
+        assert isinstance(ledger_id, int)
+        return ledger_id
+
+
+def _update_ledger(connection: Connection, ledger_id: int, result: WorkspaceResult) -> None:
+    connection.execute(
+        update(SyncRunWorkspace)
+        .where(SyncRunWorkspace.id == ledger_id)
+        .values(
+            status=result.status,
+            finished_at=utcnow(),
+            pages=result.pages,
+            keys_seen=result.counts.seen,
+            keys_new=result.counts.new,
+            keys_changed=result.counts.changed,
+            keys_deleted=result.deleted,
+            snapshots_written=result.counts.snapshots,
+            error=result.error,
+        )
+    )
+
+
+def _last_resolved(connection: Connection, requested_as: str) -> str | None:
+    """The UUID an earlier run learnt for ``requested_as`` (for an empty default)."""
+    return connection.scalar(
+        select(SyncRunWorkspace.workspace_id)
+        .where(
+            SyncRunWorkspace.requested_as == requested_as,
+            SyncRunWorkspace.workspace_id != requested_as,
+        )
+        .order_by(SyncRunWorkspace.id.desc())
+        .limit(1)
+    )
+
+
+def _holder(units: _Units, workspace_id: str) -> str:
+    """Which run holds a workspace, as far as the ledger tells."""
+    try:
+        with units.engine.connect() as connection:
+            row = connection.execute(
+                select(SyncRun.id, SyncRun.hostname, SyncRun.pid, SyncRun.started_at)
+                .join(SyncRunWorkspace, SyncRunWorkspace.sync_run_id == SyncRun.id)
+                .where(
+                    SyncRunWorkspace.requested_as == workspace_id,
+                    SyncRunWorkspace.status == "running",
+                )
+                .order_by(SyncRunWorkspace.id.desc())
+                .limit(1)
+            ).first()
+    except SQLAlchemyError:
+        row = None
+    if row is None:
+        return "a run that has not recorded itself yet"
+    since = f"{row.started_at:%Y-%m-%d %H:%M:%S} UTC"
+    return f"run {row.id} on {row.hostname}, pid {row.pid}, started {since}"

@@ -1,0 +1,107 @@
+"""The run ledger: one row per run, one per workspace per run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base
+from models.keys import HASH_LENGTH, ID_LENGTH, BigId
+from models.types import UtcDateTime
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_runs"
+    __table_args__ = {"comment": "One row per `keyledger sync` run."}
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, comment="Run id.")
+    started_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, comment="Local clock (UTC) when the run started."
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, comment="Local clock (UTC) when the run ended; NULL while running."
+    )
+    status: Mapped[str] = mapped_column(
+        String(16),
+        comment="running, ok (every workspace synced), partial (some failed or were "
+        "skipped), failed (none synced) or abandoned (the process died mid-run).",
+    )
+    keyledger_version: Mapped[str] = mapped_column(
+        String(64), comment="Version of keyledger that ran."
+    )
+    hostname: Mapped[str] = mapped_column(String(255), comment="Host the run ran on.")
+    pid: Mapped[int] = mapped_column(Integer, comment="Process id of the run.")
+    dry_run: Mapped[bool] = mapped_column(
+        Boolean, comment="True for --dry-run (such runs are rolled back and never stored)."
+    )
+    error: Mapped[str | None] = mapped_column(
+        Text, comment="Why the run failed as a whole (no secrets); NULL otherwise."
+    )
+
+
+class SyncRunWorkspace(Base):
+    __tablename__ = "sync_run_workspaces"
+    __table_args__ = (
+        Index("ix_sync_run_workspaces_workspace_id_finished_at", "workspace_id", "finished_at"),
+        {"comment": "One row per workspace per run: outcome and counts."},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, comment="Row id.")
+    sync_run_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("sync_runs.id"), comment="The run (sync_runs.id)."
+    )
+    account: Mapped[str] = mapped_column(
+        String(255), comment="Configured account name the workspace was read with."
+    )
+    requested_as: Mapped[str] = mapped_column(
+        String(ID_LENGTH), comment="The workspace as configured: 'default' or its UUID."
+    )
+    workspace_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH),
+        comment="Workspace UUID ('default' while the default workspace's UUID is unknown).",
+    )
+    status: Mapped[str] = mapped_column(
+        String(16),
+        comment="running, ok, failed, skipped (held by another run) or abandoned.",
+    )
+    started_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, comment="Local clock (UTC) when this workspace started."
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, comment="Local clock (UTC) when this workspace ended."
+    )
+    server_time: Mapped[datetime | None] = mapped_column(
+        UtcDateTime,
+        comment="Server time (UTC, Date header) of the first page of a successful "
+        "listing: every live key of the workspace was observed at about this time.",
+    )
+    pages: Mapped[int] = mapped_column(Integer, comment="Pages of GET /keys read.")
+    keys_seen: Mapped[int] = mapped_column(Integer, comment="Distinct keys listed.")
+    keys_new: Mapped[int] = mapped_column(Integer, comment="Keys seen for the first time.")
+    keys_changed: Mapped[int] = mapped_column(
+        Integer, comment="Known keys whose stored row changed."
+    )
+    keys_deleted: Mapped[int] = mapped_column(
+        Integer, comment="Keys confirmed deleted (404) in this run."
+    )
+    snapshots_written: Mapped[int] = mapped_column(Integer, comment="usage_snapshots rows written.")
+    error: Mapped[str | None] = mapped_column(
+        Text, comment="One line saying what went wrong (no secrets); NULL when ok."
+    )
+
+
+class SyncSeenKey(Base):
+    __tablename__ = "sync_seen_keys"
+    __table_args__ = {
+        "comment": "Scratch space of a running sync: the keys a listing has seen, so keys "
+        "missing from it can be found in SQL. Emptied before each workspace commits."
+    }
+
+    sync_run_workspace_id: Mapped[int] = mapped_column(
+        BigId, primary_key=True, comment="The workspace's row in sync_run_workspaces."
+    )
+    key_hash: Mapped[str] = mapped_column(
+        String(HASH_LENGTH), primary_key=True, comment="A key hash seen in the listing."
+    )

@@ -1,0 +1,79 @@
+"""Column types that mean the same on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import DateTime, Dialect, Numeric, Text
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeDecorator
+
+# MariaDB's widest DECIMAL; PostgreSQL's NUMERIC holds it too. 35 digits before the
+# point and 30 after are far beyond any USD amount the API can send as a double.
+MONEY_PRECISION, MONEY_SCALE = 65, 30
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact USD amount: NUMERIC/DECIMAL, or canonical decimal TEXT on SQLite.
+
+    SQLite's NUMERIC affinity turns 0.30000000000000004 into a REAL and loses digits,
+    so there the value is kept as the text of the Decimal (SQL arithmetic on it
+    still works, through REAL, as SQLite does for any number).
+    """
+
+    impl = Numeric(MONEY_PRECISION, MONEY_SCALE, asdecimal=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(Numeric(MONEY_PRECISION, MONEY_SCALE, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return format(value, "f")  # plain digits, never "1E-9"
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        amount = value if isinstance(value, Decimal) else Decimal(value)
+        # NUMERIC comes back padded to the column's scale: drop the padding zeros.
+        if amount == amount.to_integral_value():
+            return amount.quantize(Decimal(1))
+        return amount.normalize()
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A UTC instant, microseconds kept; always timezone-aware in Python.
+
+    PostgreSQL stores TIMESTAMPTZ; MariaDB (DATETIME(6)) and SQLite have no zone, so
+    they store naive UTC and the zone is put back on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a UTC instant is required")
+        value = value.astimezone(timezone.utc)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)  # type: ignore[no-any-return]
+        return value.astimezone(timezone.utc)  # type: ignore[no-any-return]

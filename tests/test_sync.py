@@ -1,0 +1,336 @@
+"""`run_sync` against the simulator (MockTransport) on every backend."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from etl.client import OpenRouterClient
+from etl.config import Account, ClientSettings, Secret, Settings, WorkspaceSpec
+from etl.records import parse_json
+from etl.sim_world import World
+from etl.simulator import Faults, Simulator
+from etl.sync import SyncResult, run_sync
+from models import ApiKey, SyncRun, SyncRunWorkspace, SyncSeenKey, UsageSnapshot, Workspace
+
+TOKEN = "sk-or-v1-sim-management-key-for-tests"
+
+
+def make_simulator(workspaces: int = 2, keys: int = 130, **faults: Any) -> Simulator:
+    world = World(seed=7, workspaces=workspaces, keys_per_workspace=keys)
+    return Simulator(world, token=TOKEN, faults=Faults(**faults))
+
+
+def sync(
+    engine: Engine,
+    simulator: Simulator,
+    *,
+    workspaces: tuple[str, ...] | None = None,
+    **options: Any,
+) -> SyncResult:
+    """One run against ``simulator`` through its MockTransport."""
+    account = Account(
+        name="test",
+        management_key=Secret(TOKEN),
+        workspaces=tuple(WorkspaceSpec(w) for w in workspaces) if workspaces else None,
+        client=ClientSettings(
+            base_url="http://simulator.test/api/v1", requests_per_second=1e6, max_attempts=3
+        ),
+    )
+    settings = Settings(database_url=str(engine.url), accounts=(account,))
+
+    def client_factory(account: Account) -> OpenRouterClient:
+        return OpenRouterClient(
+            account.client,
+            account.management_key,
+            transport=simulator.mock_transport(),
+            sleep=lambda seconds: None,
+        )
+
+    return run_sync(engine, settings, client_factory=client_factory, **options)
+
+
+def count(engine: Engine, model: Any, *where: Any) -> int:
+    with engine.connect() as connection:
+        return int(connection.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def stored_keys(engine: Engine) -> dict[str, Any]:
+    with engine.connect() as connection:
+        return {row.hash: row for row in connection.execute(select(ApiKey))}
+
+
+def live_truth(world: World) -> dict[str, dict[str, Any]]:
+    return {k["hash"]: k for k in world.truth_keys() if k["deleted_at"] is None}
+
+
+def test_first_sync_stores_every_key_exactly(engine: Engine) -> None:
+    simulator = make_simulator()
+    result = sync(engine, simulator)
+    assert result.status == "ok"
+    truth = live_truth(simulator.world)
+    stored = stored_keys(engine)
+    assert set(stored) == set(truth)
+    for key_hash, payload in truth.items():
+        row = stored[key_hash]
+        assert row.usage == payload["usage"]
+        assert row.usage_daily == payload["usage_daily"]
+        assert row.byok_usage_monthly == payload["byok_usage_monthly"]
+        assert row.credit_limit == payload["limit"]
+        assert row.name == payload["name"]
+        assert row.workspace_id == payload["workspace_id"]
+        assert row.deleted_at is None
+        assert parse_json(row.raw_json.encode())["usage"] == payload["usage"]
+    assert count(engine, UsageSnapshot) == len(truth)
+    assert count(engine, SyncSeenKey) == 0  # the scratch list is emptied at commit
+    with engine.connect() as connection:
+        ledger = connection.execute(select(SyncRunWorkspace)).all()
+        run = connection.execute(select(SyncRun)).one()
+    assert run.status == "ok" and run.finished_at is not None
+    assert {w.status for w in ledger} == {"ok"}
+    assert sum(w.keys_new for w in ledger) == len(truth)
+    assert sum(w.snapshots_written for w in ledger) == len(truth)
+
+
+def test_snapshots_are_dated_by_the_server_clock(engine: Engine) -> None:
+    simulator = make_simulator(workspaces=1, keys=5)
+    sync(engine, simulator)
+    with engine.connect() as connection:
+        captured = set(connection.scalars(select(UsageSnapshot.captured_at)))
+    assert captured == {simulator.world.now}  # simulated time, not the test machine's
+
+
+def test_second_sync_writes_no_snapshots_and_touches_no_key(engine: Engine) -> None:
+    simulator = make_simulator()
+    sync(engine, simulator)
+    before = {h: (r.raw_json, r.changed_at) for h, r in stored_keys(engine).items()}
+    snapshots = count(engine, UsageSnapshot)
+    simulator.world.advance(timedelta(minutes=5), activity=False)
+    result = sync(engine, simulator)
+    assert result.status == "ok"
+    assert count(engine, UsageSnapshot) == snapshots
+    after = {h: (r.raw_json, r.changed_at) for h, r in stored_keys(engine).items()}
+    assert after == before
+    assert sum(w.counts.changed + w.counts.new for w in result.workspaces) == 0
+
+
+def test_one_changed_key_gives_exactly_one_snapshot(engine: Engine) -> None:
+    simulator = make_simulator()
+    sync(engine, simulator)
+    snapshots = count(engine, UsageSnapshot)
+    world = simulator.world
+    key_hash = world.live_hashes(world.workspace_ids[1])[3]
+    world.spend(key_hash, Decimal("0.000000001"))
+    result = sync(engine, simulator)
+    assert count(engine, UsageSnapshot) == snapshots + 1
+    assert sum(w.counts.changed for w in result.workspaces) == 1
+    with engine.connect() as connection:
+        latest = connection.execute(
+            select(UsageSnapshot)
+            .where(UsageSnapshot.key_hash == key_hash)
+            .order_by(UsageSnapshot.id.desc())
+        ).first()
+    assert latest is not None
+    assert latest.usage == live_truth(world)[key_hash]["usage"]
+
+
+def test_rename_changes_the_key_row_but_writes_no_snapshot(engine: Engine) -> None:
+    simulator = make_simulator(workspaces=1, keys=10)
+    sync(engine, simulator)
+    snapshots = count(engine, UsageSnapshot)
+    key_hash = simulator.world.live_hashes(simulator.world.workspace_ids[0])[0]
+    simulator.world.update_key(key_hash, name="renamed")
+    sync(engine, simulator)
+    assert stored_keys(engine)[key_hash].name == "renamed"
+    assert count(engine, UsageSnapshot) == snapshots
+
+
+def test_deleted_key_is_marked_after_its_404_and_keeps_history(engine: Engine) -> None:
+    simulator = make_simulator(workspaces=1, keys=20)
+    sync(engine, simulator)
+    world = simulator.world
+    key_hash = world.live_hashes(world.workspace_ids[0])[5]
+    world.advance(timedelta(hours=1), activity=False)
+    world.delete_key(key_hash)
+    lookups_before = simulator.stats.by_kind.get("key", 0)
+    result = sync(engine, simulator)
+    assert result.workspaces[0].deleted == 1
+    assert simulator.stats.by_kind.get("key", 0) == lookups_before + 1  # confirmed by GET
+    row = stored_keys(engine)[key_hash]
+    assert row.deleted_at == world.now
+    assert count(engine, UsageSnapshot, UsageSnapshot.key_hash == key_hash) == 1
+    # A later run neither re-asks about it nor changes it.
+    sync(engine, simulator)
+    assert simulator.stats.by_kind.get("key", 0) == lookups_before + 1
+
+
+def test_key_skipped_by_paging_drift_is_not_marked_deleted(engine: Engine) -> None:
+    simulator = make_simulator(workspaces=1, keys=20)
+    sync(engine, simulator)
+    world = simulator.world
+    hidden = world.live_hashes(world.workspace_ids[0])[0]
+    original = simulator.handle
+
+    def hide_one_key(method: str, path: str, query: str, *rest: Any) -> Any:
+        # The listing misses a key that still exists (as offset drift can make it).
+        response = original(method, path, query, *rest)
+        if path.endswith("/keys") and response.status == 200:
+            body = parse_json(response.body)
+            body["data"] = [k for k in body["data"] if k["hash"] != hidden]
+            from etl.records import dump_json
+
+            return type(response)(response.status, response.headers, dump_json(body).encode())
+        return response
+
+    simulator.handle = hide_one_key  # type: ignore[method-assign]
+    result = sync(engine, simulator)
+    assert result.status == "ok"
+    assert stored_keys(engine)[hidden].deleted_at is None
+    assert result.workspaces[0].deleted == 0
+
+
+def test_deleted_key_that_reappears_is_undeleted(engine: Engine) -> None:
+    simulator = make_simulator(workspaces=1, keys=5)
+    sync(engine, simulator)
+    key_hash = simulator.world.live_hashes(simulator.world.workspace_ids[0])[0]
+    with engine.begin() as connection:
+        connection.execute(
+            ApiKey.__table__.update()
+            .where(ApiKey.hash == key_hash)
+            .values(deleted_at=simulator.world.now - timedelta(days=1))
+        )
+    sync(engine, simulator)
+    assert stored_keys(engine)[key_hash].deleted_at is None
+
+
+def test_key_moved_to_another_workspace_is_updated_not_duplicated(engine: Engine) -> None:
+    simulator = make_simulator(workspaces=2, keys=10)
+    sync(engine, simulator)
+    world = simulator.world
+    first, second = world.workspace_ids
+    key_hash = world.live_hashes(first)[2]
+    # Move it by hand: the simulator has no API for moving keys.
+    key = world.find_key(key_hash)
+    assert key is not None
+    world.delete_key(key_hash)
+    key.deleted_at = None
+    key.workspace_id = second
+    import bisect
+
+    from etl.sim_world import _order_key
+
+    bisect.insort(world._order[second], key, key=_order_key)
+    key.version += 1
+    world._ws_version[second] += 1
+    world._ws_version[first] += 1
+    result = sync(engine, simulator)
+    assert result.status == "ok"
+    stored = stored_keys(engine)
+    assert stored[key_hash].workspace_id == second
+    assert stored[key_hash].deleted_at is None
+    assert count(engine, ApiKey) == 20
+
+
+def test_failed_workspace_leaves_no_rows_and_others_commit(engine: Engine) -> None:
+    simulator = make_simulator(workspaces=3, keys=250)
+    broken = simulator.world.workspace_ids[1]
+    original = simulator.handle
+
+    def fail_second_page(method: str, path: str, query: str, *rest: Any) -> Any:
+        response = original(method, path, query, *rest)
+        if broken in query and "offset=99" in query:
+            return type(response)(200, response.headers, b'{"data": [{"hash": "x"')
+        return response
+
+    simulator.handle = fail_second_page  # type: ignore[method-assign]
+    result = sync(engine, simulator)
+    assert result.status == "partial"
+    failed = [w for w in result.workspaces if w.status == "failed"]
+    assert [w.workspace_id for w in failed] == [broken]
+    assert failed[0].error is not None
+    assert f"workspace {broken}, offset 99" in failed[0].error
+    assert count(engine, ApiKey, ApiKey.workspace_id == broken) == 0
+    assert count(engine, UsageSnapshot, UsageSnapshot.workspace_id == broken) == 0
+    assert count(engine, Workspace, Workspace.id == broken) == 0
+    for other in set(simulator.world.workspace_ids) - {broken}:
+        assert count(engine, ApiKey, ApiKey.workspace_id == other) == 250
+    with engine.connect() as connection:
+        ledger = {w.workspace_id: w for w in connection.execute(select(SyncRunWorkspace)).all()}
+        run = connection.execute(select(SyncRun)).one()
+    assert ledger[broken].status == "failed"
+    assert "offset 99" in ledger[broken].error
+    assert run.status == "partial"
+
+
+def test_dry_run_writes_nothing(engine: Engine) -> None:
+    simulator = make_simulator(workspaces=2, keys=30)
+    result = sync(engine, simulator, dry_run=True)
+    assert result.status == "ok"
+    assert sum(w.counts.new for w in result.workspaces) == 60
+    for model in (ApiKey, UsageSnapshot, SyncRun, SyncRunWorkspace, Workspace):
+        assert count(engine, model) == 0
+
+
+@pytest.mark.parametrize(
+    "amount", ["0.30000000000000004", "1e-9", "123456789.0123456789", "0", "1e+20"]
+)
+def test_money_round_trips_exactly(engine: Engine, amount: str) -> None:
+    simulator = make_simulator(workspaces=1, keys=1)
+    key_hash = simulator.world.live_hashes(simulator.world.workspace_ids[0])[0]
+    simulator.world.update_key(key_hash, limit=Decimal(amount))
+    sync(engine, simulator)
+    row = stored_keys(engine)[key_hash]
+    assert row.credit_limit == Decimal(amount)
+    with engine.connect() as connection:
+        snapshot = connection.scalar(select(UsageSnapshot.credit_limit))
+    assert snapshot == Decimal(amount)
+    assert str(parse_json(row.raw_json.encode())["limit"]) == str(Decimal(amount))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        'it\'s a "quoted" name',
+        "Robert'); DROP TABLE api_keys; --",
+        "emoji 🚀🔑 and ünïcödé",
+        "x" * 1000,
+        "back\\slash % _ ${}",
+    ],
+)
+def test_names_are_stored_verbatim(engine: Engine, name: str) -> None:
+    simulator = make_simulator(workspaces=1, keys=1)
+    key_hash = simulator.world.live_hashes(simulator.world.workspace_ids[0])[0]
+    simulator.world.update_key(key_hash, name=name)
+    sync(engine, simulator)
+    row = stored_keys(engine)[key_hash]
+    assert row.name == name
+    assert parse_json(row.raw_json.encode())["name"] == name
+
+
+def test_unknown_fields_are_kept_in_raw_json(engine: Engine) -> None:
+    simulator = make_simulator(workspaces=1, keys=3, schema_drift=True)
+    sync(engine, simulator)
+    for row in stored_keys(engine).values():
+        assert "new_field_x" in parse_json(row.raw_json.encode())
+
+
+def test_workspace_held_by_another_run_is_skipped(engine: Engine) -> None:
+    from etl import locks
+
+    simulator = make_simulator(workspaces=2, keys=5)
+    held = simulator.world.workspace_ids[0]
+    lock = locks.try_lock(engine, held)
+    assert lock is not None
+    try:
+        result = sync(engine, simulator)
+        everything_held = sync(engine, simulator, workspaces=(held,))
+    finally:
+        lock.release()
+    assert result.status == "partial"
+    assert {w.workspace_id: w.status for w in result.workspaces}[held] == "skipped"
+    assert everything_held.status == "locked"
+    assert count(engine, ApiKey, ApiKey.workspace_id == held) == 0
