@@ -17,6 +17,7 @@ from etl import __version__
 from etl.client import OpenRouterClient
 from etl.config import Settings, load_database_url, load_settings
 from etl.database import check_connection, make_engine
+from etl.demo import run_demo
 from etl.errors import ConfigError, KeyledgerError
 from etl.extract import WorkspaceTally, iter_workspace, resolve_workspaces
 from etl.migrate import check_current, upgrade
@@ -183,6 +184,30 @@ def extract(config_path: str | None, workspaces: tuple[str, ...], output_format:
     )
     if failed:
         sys.exit(EXIT_PARTIAL if len(failed) < len(tallies) else EXIT_FAILURE)
+
+
+@cli.command()
+@click.option(
+    "--database-url",
+    default="sqlite:///keyledger-demo.db",
+    show_default=True,
+    metavar="URL",
+    help="Where to load the demo data.",
+)
+@click.option(
+    "--nights",
+    type=click.IntRange(1, 366),
+    default=7,
+    show_default=True,
+    help="Simulated nights of syncs.",
+)
+@click.option("--seed", type=int, default=42, show_default=True, help="Simulator seed.")
+def demo(database_url: str, nights: int, seed: int) -> None:
+    """Run the bundled simulator and several simulated nights of syncs, then show the data."""
+    try:
+        run_demo(database_url, nights=nights, seed=seed, echo=click.echo)
+    except KeyledgerError as exc:
+        fail(str(exc))
 
 
 def main() -> None:

@@ -1,0 +1,111 @@
+"""`keyledger demo`: the simulator, several simulated nights of syncs, and a look at the data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select, text
+
+from etl.config import Account, ClientSettings, Secret, Settings
+from etl.database import make_engine, masked
+from etl.migrate import upgrade
+from etl.sim_world import World
+from etl.simulator import Simulator, SimulatorServer
+from etl.sync import run_sync
+from models import ApiKey, SyncRun, UsageSnapshot, Workspace
+
+DEMO_TOKEN = "sk-or-v1-demo-management-key"  # accepted by the demo's own simulator only
+CRON_HOUR = 2  # the nightly job runs at 02:00 UTC
+
+# Money is summed with `+ 0` so SQLite compares numbers, not the exact decimal text.
+EXAMPLE_QUERIES = {
+    "Top 5 keys by total spend (USD)": """
+        SELECT name, workspace_id, usage
+        FROM api_keys WHERE deleted_at IS NULL
+        ORDER BY usage + 0 DESC LIMIT 5""",
+    "Keys closest to their credit limit": """
+        SELECT name, credit_limit, limit_remaining, limit_reset
+        FROM api_keys
+        WHERE deleted_at IS NULL AND credit_limit IS NOT NULL AND credit_limit + 0 > 0
+        ORDER BY (limit_remaining + 0) / (credit_limit + 0) LIMIT 5""",
+    "Spend and keys per workspace (deleted keys included)": """
+        SELECT w.name AS workspace, COUNT(*) AS keys,
+               SUM(CASE WHEN k.deleted_at IS NULL THEN 0 ELSE 1 END) AS deleted,
+               SUM(k.usage + 0) AS total_usage
+        FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id
+        GROUP BY w.name ORDER BY total_usage DESC""",
+}
+
+
+def next_cron(now: datetime) -> timedelta:
+    """Time from ``now`` to the next 02:00 UTC."""
+    target = now.replace(hour=CRON_HOUR, minute=0, second=0, microsecond=0)
+    if target <= now:
+        target += timedelta(days=1)
+    return target - now
+
+
+def run_demo(
+    database_url: str,
+    *,
+    nights: int = 7,
+    workspaces: int = 3,
+    keys_per_workspace: int = 40,
+    seed: int = 42,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Serve a simulated account, sync it each simulated night, then show the results."""
+    world = World(seed=seed, workspaces=workspaces, keys_per_workspace=keys_per_workspace)
+    simulator = Simulator(world, token=DEMO_TOKEN, seed=seed)
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine)
+        with SimulatorServer(simulator) as server:
+            echo(f"simulated OpenRouter API at {server.base_url}")
+            echo(f"database: {masked(database_url)}")
+            account = Account(
+                name="demo",
+                management_key=Secret(DEMO_TOKEN),
+                workspaces=None,
+                client=ClientSettings(base_url=server.base_url, requests_per_second=500),
+            )
+            settings = Settings(database_url=database_url, accounts=(account,))
+            for night in range(1, nights + 1):
+                world.advance(next_cron(world.now))
+                result = run_sync(engine, settings)
+                echo(f"night {night} ({world.now:%a %Y-%m-%d %H:%M} UTC) {result.summary()}")
+        show_results(engine, echo)
+    finally:
+        engine.dispose()
+
+
+def show_results(engine: Engine, echo: Callable[[str], None]) -> None:
+    """Print row counts and the example queries with their answers."""
+    with engine.connect() as connection:
+        counts = {
+            model.__tablename__: connection.scalar(select(func.count()).select_from(model))
+            for model in (Workspace, ApiKey, UsageSnapshot, SyncRun)
+        }
+        echo("\nloaded: " + ", ".join(f"{n} rows in {t}" for t, n in counts.items()))
+        for title, sql in EXAMPLE_QUERIES.items():
+            query = " ".join(line.strip() for line in sql.strip().splitlines())
+            echo(f"\n-- {title}\n{query};")
+            result = connection.execute(text(sql))
+            echo(format_table(list(result.keys()), [tuple(row) for row in result]))
+
+
+def format_table(headers: list[str], rows: list[tuple[Any, ...]]) -> str:
+    """A plain-text table."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    text_value = "" if value is None else str(value)
+    return text_value if len(text_value) <= 40 else text_value[:37] + "..."

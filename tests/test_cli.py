@@ -1,0 +1,213 @@
+"""The `keyledger` command: invoke it, then read the rows back from a real database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from etl.cli import cli
+from etl.database import make_engine
+from etl.records import parse_json
+from etl.sim_world import World
+from etl.simulator import Simulator, SimulatorServer
+from models import ApiKey, SyncRunWorkspace
+
+TOKEN = "sk-or-v1-cli-test-key-0123456789"
+
+
+@pytest.fixture
+def server() -> Iterator[SimulatorServer]:
+    """The simulator on a real loopback socket."""
+    world = World(seed=3, workspaces=2, keys_per_workspace=120)
+    with SimulatorServer(Simulator(world, token=TOKEN)) as running:
+        yield running
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> click.testing.Result:
+    return CliRunner().invoke(cli, list(args), env=env or {}, catch_exceptions=False)
+
+
+def sim_env(server: SimulatorServer, database_url: str) -> dict[str, str]:
+    return {
+        "OPENROUTER_MANAGEMENT_KEY": TOKEN,
+        "OPENROUTER_BASE_URL": server.base_url,
+        "KEYLEDGER_DATABASE_URL": database_url,
+    }
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in group.commands.items():
+        yield (*prefix, name)
+        if isinstance(command, click.Group):
+            yield from all_commands(command, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", list(all_commands(cli)), ids=" ".join)
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = invoke(*path, "--help")
+    assert result.exit_code == 0
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    assert command.help and command.help.strip()
+    first_words = " ".join(command.help.split()[:4])
+    assert first_words in " ".join(result.output.split())
+
+
+def test_sync_loads_the_simulator_and_reports(server: SimulatorServer, database_url: str) -> None:
+    result = invoke("sync", env=sim_env(server, database_url))
+    assert result.exit_code == 0, result.output
+    assert "2 workspaces ok, 0 failed" in result.stderr
+    assert "keys seen 240, new 240" in result.stderr
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        stored = connection.scalar(select(func.count()).select_from(ApiKey))
+        ok = connection.scalar(
+            select(func.count())
+            .select_from(SyncRunWorkspace)
+            .where(SyncRunWorkspace.status == "ok")
+        )
+    engine.dispose()
+    assert stored == 240 and ok == 2
+    again = invoke("sync", env=sim_env(server, database_url))
+    assert "new 0, changed 0, deleted 0; 0 snapshot rows" in again.stderr
+
+
+def test_sync_limits_to_named_workspaces(server: SimulatorServer, database_url: str) -> None:
+    second = server.simulator.world.workspace_ids[1]
+    result = invoke("sync", "--workspace", second, env=sim_env(server, database_url))
+    assert result.exit_code == 0, result.output
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        workspaces = set(connection.scalars(select(ApiKey.workspace_id).distinct()))
+    engine.dispose()
+    assert workspaces == {second}
+
+
+def test_sync_refuses_an_old_schema_unless_asked_to_migrate(
+    server: SimulatorServer, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    refused = invoke("sync", env=sim_env(server, url))
+    assert refused.exit_code == 1
+    assert "keyledger db upgrade" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    migrated = invoke("sync", "--migrate", env=sim_env(server, url))
+    assert migrated.exit_code == 0, migrated.output
+
+
+def test_partial_failure_exits_3(server: SimulatorServer, database_url: str) -> None:
+    bad = "00000000-0000-4000-8000-000000000000"  # unknown to the simulator: 404
+    good = server.simulator.world.workspace_ids[0]
+    result = invoke(
+        "sync", "--workspace", good, "--workspace", bad, env=sim_env(server, database_url)
+    )
+    assert result.exit_code == 3
+    assert f"workspace {bad}" in result.stderr
+
+
+def test_refused_key_exits_1_without_showing_it(server: SimulatorServer, database_url: str) -> None:
+    env = sim_env(server, database_url) | {"OPENROUTER_MANAGEMENT_KEY": "sk-or-v1-wrong-key-42"}
+    env["KEYLEDGER_WORKSPACES"] = ",".join(server.simulator.world.workspace_ids)
+    result = invoke("sync", env=env)
+    assert result.exit_code == 1
+    assert "refused the management key" in result.stderr
+    assert "sk-or-v1-wrong-key-42" not in result.output + result.stderr
+
+
+def test_locked_workspaces_exit_4(server: SimulatorServer, database_url: str) -> None:
+    from etl import locks
+
+    engine = make_engine(database_url)
+    held = [locks.try_lock(engine, w) for w in server.simulator.world.workspace_ids]
+    try:
+        env = sim_env(server, database_url)
+        env["KEYLEDGER_WORKSPACES"] = ",".join(server.simulator.world.workspace_ids)
+        result = invoke("sync", env=env)
+    finally:
+        for lock in held:
+            assert lock is not None
+            lock.release()
+        engine.dispose()
+    assert result.exit_code == 4
+    assert "held by another run" in result.stderr
+
+
+def test_missing_key_variable_is_one_line_exit_1(tmp_path: Path) -> None:
+    result = invoke("sync", env={"KEYLEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "keyledger: error: environment: [openrouter] management key: environment variable "
+        "OPENROUTER_MANAGEMENT_KEY is not set (set it, or point management_key_file at a "
+        "file holding the key)"
+    )
+    assert not (tmp_path / "x.db").exists()  # touched no database
+
+
+def test_config_file_typo_names_file_and_setting(tmp_path: Path) -> None:
+    config = tmp_path / "keyledger.toml"
+    config.write_text('[openrouter]\nbase_ulr = "http://x"\n')
+    result = invoke("sync", "--config", str(config), env={"OPENROUTER_MANAGEMENT_KEY": "k"})
+    assert result.exit_code == 1
+    assert f"{config}: [openrouter] unknown setting 'base_ulr'" in result.stderr
+
+
+def test_bad_usage_exits_2() -> None:
+    assert invoke("sync", "--no-such-option").exit_code == 2
+
+
+def test_extract_prints_exact_jsonl(server: SimulatorServer) -> None:
+    env = {"OPENROUTER_MANAGEMENT_KEY": TOKEN, "OPENROUTER_BASE_URL": server.base_url}
+    result = invoke("extract", "--format", "jsonl", env=env)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 240
+    truth = {k["hash"]: k for k in server.simulator.world.truth_keys()}
+    for line in lines:
+        key = parse_json(line.encode())
+        assert key["usage"] == truth[key["hash"]]["usage"]
+        assert isinstance(key["usage"], (Decimal, int))
+    json.loads(lines[0])  # plain JSON too
+
+
+def test_demo_loads_nights_and_prints_queries(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    result = invoke("demo", "--database-url", url, "--nights", "2")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("workspaces ok") == 2
+    assert result.output.count("\n-- ") == 3  # three example queries with their results
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(ApiKey))
+    engine.dispose()
+
+
+def test_installed_command_upgrades_from_any_directory(tmp_path: Path) -> None:
+    command = shutil.which("keyledger", path=str(Path(sys.executable).parent))
+    assert command, "keyledger is not installed in this environment"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        [command, "db", "upgrade", "--database-url", "sqlite:///ledger.db"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    engine = make_engine(f"sqlite:///{elsewhere / 'ledger.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    engine.dispose()
