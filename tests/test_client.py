@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from etl.client import OpenRouterClient, RateLimiter
+from etl.config import Secret
 from etl.errors import (
     ApiStatusError,
     ApiUnavailableError,
@@ -20,9 +21,12 @@ from etl.errors import (
     PaginationError,
     PayloadError,
 )
+from etl.sim_world import World
+from etl.simulator import Faults, SimulatorServer, run_simulator
 from tests.helpers import SECRET, error_body, json_response, key_payload, secret, settings
 
 WORKSPACE = "0df9e665-d932-5740-b2c7-b52af166bc11"
+SIM_TOKEN = "sk-or-v1-simulator-token"
 SERVER_DATE = datetime(2026, 11, 2, 23, 59, 58, tzinfo=timezone.utc)
 
 
@@ -161,8 +165,10 @@ def test_key_deleted_while_paging_does_not_hide_others() -> None:
     deleted: list[str] = []
 
     def delete_first(a: FakeKeysApi, offset: int) -> None:
-        if len(a.keys) > 300:  # the list shifts up under the client, three times
-            deleted.append(a.keys.pop(0)["hash"])
+        # Three keys go after each page: more than the one-key overlap can absorb.
+        for _ in range(3):
+            if len(a.keys) > 320:
+                deleted.append(a.keys.pop(0)["hash"])
 
     api.after_page = delete_first
     client, _ = make_client(api.handler, concurrency=1)
@@ -518,3 +524,97 @@ def test_one_concurrency_bound_covers_every_workspace() -> None:
         for worker in workers:
             worker.join()
     assert peak == 3  # reached, never exceeded, with four workspaces paging at once
+
+
+# -- end to end: the simulator over a real loopback socket ---------------------------
+
+
+def socket_client(server: SimulatorServer, **overrides: Any) -> OpenRouterClient:
+    values: dict[str, Any] = {"base_url": server.base_url, "max_attempts": 12, "timeout_seconds": 5}
+    values.update(overrides)
+    # Backoff sleeps are skipped: the simulator does not punish impatience.
+    return OpenRouterClient(settings(**values), Secret(SIM_TOKEN), sleep=lambda seconds: None)
+
+
+def live_hashes_by_workspace(world: World) -> dict[str, set[str]]:
+    live: dict[str, set[str]] = {}
+    for key in world.truth_keys():
+        if key["deleted_at"] is None:
+            live.setdefault(key["workspace_id"], set()).add(key["hash"])
+    return live
+
+
+def test_socket_listing_matches_ground_truth() -> None:
+    with run_simulator(workspaces=3, keys_per_workspace=350, token=SIM_TOKEN) as server:
+        with socket_client(server) as client:
+            workspaces = client.list_workspaces()
+            listed = {w.id: hashes(client, w.id) for w in workspaces}
+            default = hashes(client, "default")
+        truth = live_hashes_by_workspace(server.simulator.world)
+    assert {w: set(h) for w, h in listed.items()} == truth  # disabled and expired included
+    assert all(len(h) == len(set(h)) for h in listed.values())
+    assert set(default) == truth[server.simulator.world.default_workspace_id]
+
+
+def test_socket_listing_survives_faults() -> None:
+    faults = Faults(
+        rate_limit_rate=0.15,
+        retry_after_seconds=0.01,
+        error_rate=0.1,
+        error_burst=2,
+        garbled_error_rate=0.5,
+        drop_rate=0.05,
+    )
+    with run_simulator(
+        workspaces=2, keys_per_workspace=400, token=SIM_TOKEN, faults=faults
+    ) as server:
+        with socket_client(server) as client:
+            listed = {w: set(hashes(client, w)) for w in server.simulator.world.workspace_ids}
+            retries = client.stats.retries
+        injected = server.simulator.stats.faults
+        truth = live_hashes_by_workspace(server.simulator.world)
+    assert listed == truth
+    assert injected["rate_limited"] and injected["server_errors"] and injected["dropped"]
+    assert retries >= injected["rate_limited"] + injected["server_errors"]
+
+
+@pytest.mark.parametrize(("deletes", "creates"), [(1, 0), (0, 2), (3, 3)])
+def test_socket_drift_while_paging_loses_and_repeats_nothing(deletes: int, creates: int) -> None:
+    faults = Faults(drift_deletes_per_page=deletes, drift_creates_per_page=creates)
+    with run_simulator(
+        workspaces=1, keys_per_workspace=600, token=SIM_TOKEN, faults=faults
+    ) as server:
+        world = server.simulator.world
+        workspace = world.workspace_ids[0]
+        before = set(world.live_hashes(workspace))
+        with socket_client(server, concurrency=2) as client:
+            got = hashes(client, workspace)
+        after = set(world.live_hashes(workspace))
+    assert len(got) == len(set(got))  # nothing twice
+    assert before & after <= set(got)  # every key that lived throughout was listed
+    assert set(got) <= before | after
+
+
+def test_socket_server_ignoring_offset_is_reported() -> None:
+    faults = Faults(ignore_offset=True)
+    with run_simulator(
+        workspaces=1, keys_per_workspace=250, token=SIM_TOKEN, faults=faults
+    ) as server:
+        workspace = server.simulator.world.workspace_ids[0]
+        with socket_client(server) as client, pytest.raises(PaginationError) as caught:
+            hashes(client, workspace)
+    assert f"workspace {workspace}, offset 99" in str(caught.value)
+
+
+def test_socket_slow_response_times_out_and_is_retried() -> None:
+    faults = Faults(slow_rate=0.3, slow_seconds=1.0)
+    with run_simulator(
+        workspaces=1, keys_per_workspace=300, token=SIM_TOKEN, faults=faults
+    ) as server:
+        workspace = server.simulator.world.workspace_ids[0]
+        with socket_client(server, timeout_seconds=0.2) as client:
+            got = set(hashes(client, workspace))
+        truth = live_hashes_by_workspace(server.simulator.world)[workspace]
+        slow = server.simulator.stats.faults["slow"]
+    assert got == truth
+    assert slow > 0
