@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -17,7 +18,7 @@ from etl import __version__
 from etl.client import OpenRouterClient
 from etl.config import Settings, load_database_url, load_settings
 from etl.database import check_connection, make_engine
-from etl.demo import run_demo
+from etl.demo import DEFAULT_DEMO_DATABASE, reset_demo_database, run_demo
 from etl.errors import ConfigError, KeyledgerError
 from etl.extract import WorkspaceTally, iter_workspace, resolve_workspaces
 from etl.migrate import check_current, upgrade
@@ -189,10 +190,9 @@ def extract(config_path: str | None, workspaces: tuple[str, ...], output_format:
 @cli.command()
 @click.option(
     "--database-url",
-    default="sqlite:///keyledger-demo.db",
-    show_default=True,
     metavar="URL",
-    help="Where to load the demo data.",
+    help="Load into this (new, empty) database instead of ./keyledger-demo.db, which "
+    "is replaced on every run.",
 )
 @click.option(
     "--nights",
@@ -202,8 +202,11 @@ def extract(config_path: str | None, workspaces: tuple[str, ...], output_format:
     help="Simulated nights of syncs.",
 )
 @click.option("--seed", type=int, default=42, show_default=True, help="Simulator seed.")
-def demo(database_url: str, nights: int, seed: int) -> None:
+def demo(database_url: str | None, nights: int, seed: int) -> None:
     """Run the bundled simulator and several simulated nights of syncs, then show the data."""
+    if database_url is None:
+        reset_demo_database(Path(DEFAULT_DEMO_DATABASE))
+        database_url = f"sqlite:///{DEFAULT_DEMO_DATABASE}"
     try:
         run_demo(database_url, nights=nights, seed=seed, echo=click.echo)
     except KeyledgerError as exc:

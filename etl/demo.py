@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, inspect, select, text
 
 from etl.config import Account, ClientSettings, Secret, Settings
 from etl.database import make_engine, masked
+from etl.errors import LoadError
 from etl.migrate import upgrade
 from etl.sim_world import World
 from etl.simulator import Simulator, SimulatorServer
@@ -39,6 +41,28 @@ EXAMPLE_QUERIES = {
 }
 
 
+DEFAULT_DEMO_DATABASE = "keyledger-demo.db"
+
+
+def reset_demo_database(path: Path) -> None:
+    """Remove an earlier demo's SQLite file (and its WAL, SHM and lock files)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    locks = Path(f"{path}.locks")
+    if locks.is_dir():
+        for lock in locks.iterdir():
+            lock.unlink()
+        locks.rmdir()
+
+
+def holds_keys(engine: Engine) -> bool:
+    """True when the database already has an api_keys table with rows."""
+    if not inspect(engine).has_table(ApiKey.__tablename__):
+        return False
+    with engine.connect() as connection:
+        return bool(connection.scalar(select(func.count()).select_from(ApiKey)))
+
+
 def next_cron(now: datetime) -> timedelta:
     """Time from ``now`` to the next 02:00 UTC."""
     target = now.replace(hour=CRON_HOUR, minute=0, second=0, microsecond=0)
@@ -61,6 +85,11 @@ def run_demo(
     simulator = Simulator(world, token=DEMO_TOKEN, seed=seed)
     engine = make_engine(database_url)
     try:
+        if holds_keys(engine):
+            raise LoadError(
+                f"{masked(database_url)} already holds keys; the demo loads only into a "
+                "new database (run it without --database-url to use ./keyledger-demo.db)"
+            )
         upgrade(engine)
         with SimulatorServer(simulator) as server:
             echo(f"simulated OpenRouter API at {server.base_url}")

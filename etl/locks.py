@@ -2,7 +2,8 @@
 
 PostgreSQL session advisory locks and MariaDB/MySQL ``GET_LOCK`` are released by the
 server when the holder's connection ends; on SQLite an exclusive ``flock`` on a file
-beside the database is released by the OS when the process dies. So a killed run
+in a folder beside the database (``<db>.locks/``) is released by the OS when the process
+dies. So a killed run
 never blocks the next one.
 """
 
@@ -89,8 +90,9 @@ def _try_file_lock(engine: Engine, name: str) -> WorkspaceLock | None:
     database = engine.url.database
     if not database or database == ":memory:" or fcntl is None:
         return _NoLock()  # a private in-memory database has no other writer
-    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-    path = Path(f"{database}.lock-{digest}")
+    folder = Path(f"{database}.locks")  # one folder beside the database, a file a workspace
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / hashlib.sha256(name.encode()).hexdigest()[:16]
     handle = path.open("ab")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

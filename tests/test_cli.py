@@ -211,3 +211,25 @@ def test_installed_command_upgrades_from_any_directory(tmp_path: Path) -> None:
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     engine.dispose()
+
+
+def test_demo_refuses_a_database_that_holds_keys(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'mine.db'}"
+    assert invoke("demo", "--database-url", url, "--nights", "1").exit_code == 0
+    again = invoke("demo", "--database-url", url, "--nights", "1")
+    assert again.exit_code == 1
+    assert "already holds keys" in again.stderr
+
+
+def test_demo_replaces_its_own_default_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the demo's default file lives in the working directory
+    for _ in range(2):
+        result = invoke("demo", "--nights", "1")
+        assert result.exit_code == 0, result.output
+    engine = make_engine("sqlite:///keyledger-demo.db")
+    with engine.connect() as connection:
+        runs = connection.exec_driver_sql("SELECT COUNT(*) FROM sync_runs").scalar()
+    engine.dispose()
+    assert runs == 1
