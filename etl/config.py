@@ -137,8 +137,7 @@ def load_settings(
         tables.append((f"[[accounts]] #{index + 1}", _table(table, where, "[[accounts]]")))
     accounts = []
     for position, (section, table) in enumerate(tables):
-        # Environment overrides apply to the short form (the first account) only.
-        accounts.append(_account(table, env if position == 0 else {}, where, section))
+        accounts.append(_account(table, env, where, section, first=position == 0))
     if workspaces:
         chosen = tuple(_workspace(w, "--workspace", "workspace") for w in workspaces)
         accounts = [Account(a.name, a.management_key, chosen, a.client) for a in accounts]
@@ -231,9 +230,13 @@ def _check_database_url(url: str, where: str) -> None:
         ) from exc
 
 
-def _account(table: Mapping[str, Any], env: Mapping[str, str], where: str, section: str) -> Account:
+def _account(
+    table: Mapping[str, Any], env: Mapping[str, str], where: str, section: str, *, first: bool
+) -> Account:
     name = _string(table.get("name", "default"), where, f"{section} name")
-    base_url = env.get("OPENROUTER_BASE_URL") or table.get("base_url", DEFAULT_BASE_URL)
+    # Environment overrides belong to the short form: the first (usually only) account.
+    overrides = env if first else {}
+    base_url = overrides.get("OPENROUTER_BASE_URL") or table.get("base_url", DEFAULT_BASE_URL)
     base_url = _string(base_url, where, f"{section} base_url").rstrip("/")
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{where}: {section} base_url should start with http:// or https://")
@@ -242,7 +245,7 @@ def _account(table: Mapping[str, Any], env: Mapping[str, str], where: str, secti
         if key in table:
             numbers[key] = _positive(table[key], kind, where, f"{section} {key}")
     workspaces = _workspaces(table.get("workspaces", "all"), where, section)
-    env_workspaces = env.get("KEYLEDGER_WORKSPACES")
+    env_workspaces = overrides.get("KEYLEDGER_WORKSPACES")
     if env_workspaces:
         workspaces = tuple(
             _workspace(w.strip(), "KEYLEDGER_WORKSPACES", "workspace")
@@ -251,7 +254,7 @@ def _account(table: Mapping[str, Any], env: Mapping[str, str], where: str, secti
         )
     return Account(
         name=name,
-        management_key=_management_key(table, env, where, section),
+        management_key=_management_key(table, env, overrides, where, section),
         workspaces=workspaces,
         client=ClientSettings(base_url=base_url, **numbers),
     )
@@ -308,9 +311,13 @@ def _workspace(value: Any, where: str, name: str) -> WorkspaceSpec:
 
 
 def _management_key(
-    table: Mapping[str, Any], env: Mapping[str, str], where: str, section: str
+    table: Mapping[str, Any],
+    env: Mapping[str, str],
+    overrides: Mapping[str, str],
+    where: str,
+    section: str,
 ) -> Secret:
-    key_file = table.get("management_key_file") or env.get("OPENROUTER_MANAGEMENT_KEY_FILE")
+    key_file = table.get("management_key_file") or overrides.get("OPENROUTER_MANAGEMENT_KEY_FILE")
     if key_file:
         return _read_key_file(
             Path(_string(key_file, where, f"{section} management_key_file")), where, section
