@@ -48,6 +48,30 @@ KNOWN_KEY_FIELDS = frozenset(
 )
 
 
+# The database stores money as DECIMAL(65, 30) (exact TEXT on SQLite): amounts that do
+# not fit would be rounded by the server, so they are refused here, by name.
+MONEY_INTEGER_DIGITS = 35
+MONEY_FRACTION_DIGITS = 30
+
+
+def fits_money_column(amount: Decimal) -> bool:
+    """True when ``amount`` is finite and fits DECIMAL(65, 30) without rounding."""
+    if not amount.is_finite():
+        return False
+    if amount.is_zero():
+        return True
+    # Not normalize(): it rounds to the context's 28 digits, hiding the excess.
+    _sign, digit_tuple, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)
+    digits = list(digit_tuple)
+    while exponent < 0 and digits and digits[-1] == 0:  # trailing zeros carry nothing
+        digits.pop()
+        exponent += 1
+    fraction = max(0, -exponent)
+    integer = max(0, len(digits) + exponent)
+    return fraction <= MONEY_FRACTION_DIGITS and integer <= MONEY_INTEGER_DIGITS
+
+
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
     """One API key as the management API described it at one moment."""
@@ -153,7 +177,14 @@ class _KeyReader:
         # bool is an int subclass: true/false are not amounts.
         if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
             raise self.fail(name, f"should be a number, got {_describe(value)}")
-        return Decimal(value)
+        amount = Decimal(value)
+        if not fits_money_column(amount):
+            raise self.fail(
+                name,
+                f"has more digits than can be stored exactly ({str(value)[:40]}; at most "
+                f"{MONEY_INTEGER_DIGITS} before and {MONEY_FRACTION_DIGITS} after the point)",
+            )
+        return amount
 
     def maybe_money(self, name: str) -> Decimal | None:
         return None if self.get(name, required=True) is None else self.money(name)

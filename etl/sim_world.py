@@ -23,6 +23,7 @@ ZERO = Decimal(0)
 TENTH_NANO = Decimal("1e-10")
 TINY_SPEND = Decimal("1E-9")
 BYOK_FEE = Decimal("0.05")
+TOUCH_SPEND = Decimal("0.0001")
 DEFAULT_START = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
 LIMIT_RESETS = (None, "daily", "weekly", "monthly")
 MS = timedelta(milliseconds=1)
@@ -338,6 +339,25 @@ class World:
             fields["expires_at"] = fields["expires_at"].astimezone(timezone.utc)
         with self.lock:
             self._touch(self._live(key_hash), **fields)
+
+    def touch(self, fraction: float, amount: Decimal = TOUCH_SPEND) -> int:
+        """Spend ``amount`` now on ``fraction`` of each workspace's live keys; how many.
+
+        Exactly ``round(live * fraction)`` keys per workspace, drawn with the world's rng
+        (same seed and call sequence, same keys), so a benchmark can change a known share.
+        """
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError("fraction must be between 0 and 1")
+        if not amount > ZERO:
+            raise ValueError("amount must be positive")
+        with self.lock:
+            touched = 0
+            for keys in self._order.values():
+                chosen = self._rng.sample(keys, round(len(keys) * fraction))
+                for key in chosen:
+                    self._record(key, amount, ZERO)
+                touched += len(chosen)
+            return touched
 
     def advance(self, delta: timedelta, *, activity: bool = True) -> None:
         """Move the clock forward; with activity, spend and lifecycle events happen on the way."""

@@ -329,6 +329,11 @@ class Simulator:
                 raise _BadRequest(400, "seconds must be a non-negative number below 1e10")
             self.world.advance(timedelta(seconds=float(raw)))
             result = {"now": iso_ms(self.world.now)}
+        elif (method, action) == ("POST", "touch"):
+            raw = _param(params, "fraction") or ""
+            if not re.fullmatch(r"[01](\.[0-9]+)?", raw) or float(raw) > 1:
+                raise _BadRequest(400, "fraction must be a number from 0 to 1")
+            result = {"touched": self.world.touch(float(raw)), "now": iso_ms(self.world.now)}
         elif (method, action) == ("GET", "truth"):
             result = self.world.truth_json()
         elif (method, action) == ("GET", "stats"):

@@ -11,8 +11,26 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator
 
 # MariaDB's widest DECIMAL; PostgreSQL's NUMERIC holds it too. 35 digits before the
-# point and 30 after are far beyond any USD amount the API can send as a double.
+# point and 30 after are far beyond any USD amount the API can send as a double
+# (etl.records refuses amounts that would not fit).
 MONEY_PRECISION, MONEY_SCALE = 65, 30
+
+
+def without_padding(amount: Decimal) -> Decimal:
+    """``amount`` without the trailing zeros NUMERIC(65,30) pads it with, exactly.
+
+    (``Decimal.normalize`` and ``quantize`` round to the context's 28 digits.)
+    """
+    sign, digit_tuple, exponent = amount.as_tuple()
+    if not isinstance(exponent, int):
+        return amount  # NaN or infinity: never stored, left as is
+    if amount.is_zero():
+        return Decimal(0)
+    digits = list(digit_tuple)
+    while exponent < 0 and len(digits) > 1 and digits[-1] == 0:
+        digits.pop()
+        exponent += 1
+    return Decimal((sign, tuple(digits), exponent))
 
 
 class Money(TypeDecorator[Decimal]):
@@ -42,10 +60,7 @@ class Money(TypeDecorator[Decimal]):
         if value is None:
             return None
         amount = value if isinstance(value, Decimal) else Decimal(value)
-        # NUMERIC comes back padded to the column's scale: drop the padding zeros.
-        if amount == amount.to_integral_value():
-            return amount.quantize(Decimal(1))
-        return amount.normalize()
+        return without_padding(amount)
 
 
 class UtcDateTime(TypeDecorator[datetime]):

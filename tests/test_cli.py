@@ -233,3 +233,12 @@ def test_demo_replaces_its_own_default_file(
         runs = connection.exec_driver_sql("SELECT COUNT(*) FROM sync_runs").scalar()
     engine.dispose()
     assert runs == 1
+
+
+def test_unreachable_database_is_one_line_with_password_masked(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://ledger:hunter2-secret@127.0.0.1:9/ledger"
+    result = invoke("sync", env={"OPENROUTER_MANAGEMENT_KEY": TOKEN, "KEYLEDGER_DATABASE_URL": url})
+    assert result.exit_code == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "cannot connect to postgresql+psycopg://ledger:***@127.0.0.1:9/ledger" in result.stderr
+    assert "hunter2-secret" not in result.output + result.stderr

@@ -17,7 +17,7 @@ def parse_text(text: str) -> object:
 
 
 @pytest.mark.parametrize(
-    "text", ["0.30000000000000004", "1e-9", "123456789.0123456789", "1E+400", "-0.5", "7"]
+    "text", ["0.30000000000000004", "1e-9", "123456789.0123456789", "1E+34", "-0.5", "7", "1E-30"]
 )
 def test_money_keeps_every_digit(text: str) -> None:
     body = parse_text(
@@ -125,3 +125,11 @@ def test_dump_json_round_trips_exactly() -> None:
     text = dump_json(payload)
     assert parse_json(text.encode()) == payload
     assert "0.30000000000000004" in text
+
+
+@pytest.mark.parametrize("text", ["1E+400", "1E-31", "0.1234567890123456789012345678901", "1" * 36])
+def test_money_that_would_be_rounded_by_the_database_is_refused(text: str) -> None:
+    payload = key_payload(7)
+    payload["usage"] = parse_json(text.encode())
+    with pytest.raises(PayloadError, match="'usage' has more digits than can be stored exactly"):
+        parse_key(payload, offset=0)

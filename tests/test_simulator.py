@@ -659,3 +659,25 @@ def test_simulate_command_documents_every_option() -> None:
 
     for param in simulate.params:
         assert isinstance(param, click.Option) and param.help, param.name
+
+
+def test_touch_spends_a_small_exact_amount_on_an_exact_share_of_live_keys(
+    http: httpx.Client, server: SimulatorServer, world: World
+) -> None:
+    before = {k["hash"]: (k["workspace_id"], k["usage"]) for k in world.truth_keys()}
+    assert httpx.post(control_url(server, "touch?fraction=0.1")).status_code == 401
+    for bad in ("", "x", "1.5", "-0.1", "nan", "0.1e1"):
+        assert http.post(control_url(server, "touch"), params={"fraction": bad}).status_code == 400
+    touched = http.post(control_url(server, "touch"), params={"fraction": "0.1"})
+    assert touched.status_code == 200 and touched.json()["touched"] == 50
+    after = {k["hash"]: k["usage"] for k in world.truth_keys()}
+    spent = {h: after[h] - usage for h, (_, usage) in before.items() if after[h] != usage}
+    assert set(spent.values()) == {Decimal("0.0001")}
+    assert sum(before[h][0] == world.workspace_ids[0] for h in spent) == 25  # 10% of 250
+    # The same seed and calls choose the same keys.
+    twin = World(seed=7, workspaces=2, keys_per_workspace=250)
+    twin_before = {k["hash"]: k["usage"] for k in twin.truth_keys()}
+    assert twin.touch(0.1) == 50
+    assert {k["hash"] for k in twin.truth_keys() if k["usage"] != twin_before[k["hash"]]} == set(
+        spent
+    )

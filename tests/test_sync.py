@@ -276,7 +276,16 @@ def test_dry_run_writes_nothing(engine: Engine) -> None:
 
 
 @pytest.mark.parametrize(
-    "amount", ["0.30000000000000004", "1e-9", "123456789.0123456789", "0", "1e+20"]
+    "amount",
+    [
+        "0.30000000000000004",
+        "1e-9",
+        "123456789.0123456789",
+        "0",
+        "1e+20",
+        "12345678901234567890.0123456789012345",  # more digits than Decimal's default 28
+        "1E-30",
+    ],
 )
 def test_money_round_trips_exactly(engine: Engine, amount: str) -> None:
     simulator = make_simulator(workspaces=1, keys=1)
