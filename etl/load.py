@@ -7,15 +7,16 @@ Nothing here commits; ``sync.py`` owns the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, and_, delete, insert, select, update
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
+from etl import history
 from etl.records import KeyRecord, dump_json
+from etl.upsert import upsert
 from models import ApiKey, SyncSeenKey, UsageSnapshot, Workspace
 
 # Values whose change writes a usage_snapshots row (descriptive fields do not).
@@ -35,7 +36,6 @@ SNAPSHOT_FIELDS = (
     "disabled",
     "expires_at",
 )
-_KEY_COLUMNS = [c.name for c in ApiKey.__table__.columns]
 
 
 @dataclass
@@ -88,22 +88,6 @@ def key_row(record: KeyRecord, captured_at: datetime) -> dict[str, Any]:
     }
 
 
-def upsert_statement(connection: Connection) -> Insert:
-    """The dialect's native INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE for api_keys."""
-    updated = [c for c in _KEY_COLUMNS if c not in ("hash", "first_seen_at")]
-    name = connection.dialect.name
-    if name == "mysql":
-        my_insert = mysql.insert(ApiKey)
-        return my_insert.on_duplicate_key_update({c: my_insert.inserted[c] for c in updated})
-    if name in ("postgresql", "sqlite"):
-        dialect_insert = postgresql.insert if name == "postgresql" else sqlite.insert
-        stmt = dialect_insert(ApiKey)
-        return stmt.on_conflict_do_update(
-            index_elements=["hash"], set_={c: stmt.excluded[c] for c in updated}
-        )
-    raise NotImplementedError(f"no upsert for the {name} dialect")
-
-
 def load_keys(
     connection: Connection,
     records: Sequence[KeyRecord],
@@ -111,14 +95,20 @@ def load_keys(
     captured_at: datetime,
     sync_run_id: int,
     sync_run_workspace_id: int | None,
+    observed_days: Collection[date] = frozenset(),
 ) -> PageCounts:
-    """Upsert changed keys, append snapshots where usage/limit/state changed."""
+    """Upsert changed keys; append snapshots, versions and daily spend where they changed.
+
+    ``observed_days`` are the days earlier runs observed the keys' workspace on.
+    """
     counts = PageCounts(seen=len(records))
     if not records:
         return counts
     stored = _stored_state(connection, [r.hash for r in records])
     upserts: list[dict[str, Any]] = []
     snapshots: list[dict[str, Any]] = []
+    versions: list[dict[str, Any]] = []
+    spend: list[dict[str, Any]] = []
     for record in records:
         row = key_row(record, captured_at)
         before = stored.get(record.hash)
@@ -133,12 +123,22 @@ def load_keys(
         else:
             counts.changed += 1
         upserts.append(row)
+        if history.version_changed(before, row):
+            versions.append(history.version_row(row, captured_at))
         if before is None or any(before[f] != row[f] for f in SNAPSHOT_FIELDS):
             snapshots.append(_snapshot_row(row, captured_at, sync_run_id))
+            day_row = history.spend_row(before, row, captured_at, record.created_at, observed_days)
+            if day_row is not None:
+                spend.append(day_row)
     if upserts:
-        connection.execute(upsert_statement(connection), upserts)
+        upsert(connection, ApiKey, ["hash"], upserts, keep=["first_seen_at"])
     if snapshots:
         connection.execute(insert(UsageSnapshot), snapshots)
+    history.close_versions(
+        connection, [v["key_hash"] for v in versions if v["key_hash"] in stored], captured_at
+    )
+    history.open_versions(connection, versions)
+    history.write_spend(connection, spend)
     if sync_run_workspace_id is not None:
         connection.execute(
             insert(SyncSeenKey),
@@ -149,10 +149,22 @@ def load_keys(
 
 
 def _stored_state(connection: Connection, hashes: list[str]) -> dict[str, Any]:
-    columns = [ApiKey.hash, ApiKey.raw_json, ApiKey.deleted_at, ApiKey.workspace_id]
-    columns += [getattr(ApiKey, f) for f in SNAPSHOT_FIELDS]
-    result = connection.execute(select(*columns).where(ApiKey.hash.in_(hashes)))
-    return {row.hash: row._mapping for row in result}
+    """What the database knows of these keys: the fields change detection compares,
+    and when each key's latest snapshot was captured."""
+    latest = (
+        select(UsageSnapshot.key_hash, func.max(UsageSnapshot.captured_at).label("snapshot_at"))
+        .where(UsageSnapshot.key_hash.in_(hashes))
+        .group_by(UsageSnapshot.key_hash)
+        .subquery()
+    )
+    fields = {"raw_json", "deleted_at", *SNAPSHOT_FIELDS, *history.VERSIONED_FIELDS}
+    columns = [ApiKey.hash, *(getattr(ApiKey, f) for f in sorted(fields)), latest.c.snapshot_at]
+    query = (
+        select(*columns)
+        .outerjoin(latest, latest.c.key_hash == ApiKey.hash)
+        .where(ApiKey.hash.in_(hashes))
+    )
+    return {row.hash: row._mapping for row in connection.execute(query)}
 
 
 def _snapshot_row(row: dict[str, Any], captured_at: datetime, sync_run_id: int) -> dict[str, Any]:
@@ -183,15 +195,25 @@ def missing_keys(
     return list(connection.scalars(query))
 
 
-def mark_deleted(connection: Connection, hashes: Iterable[str], deleted_at: datetime) -> int:
-    """Set deleted_at on keys the API confirmed gone (404); history stays."""
-    hashes = list(hashes)
+def mark_deleted(
+    connection: Connection,
+    hashes: Sequence[str],
+    deleted_at: datetime,
+    *,
+    workspace_id: str,
+    observed_days: Collection[date] = frozenset(),
+) -> int:
+    """Set deleted_at on keys the API confirmed gone (404); their history stays."""
     if not hashes:
         return 0
     connection.execute(
         update(ApiKey)
         .where(ApiKey.hash.in_(hashes), ApiKey.deleted_at.is_(None))
         .values(deleted_at=deleted_at, changed_at=deleted_at)
+    )
+    history.close_versions(connection, hashes, deleted_at)
+    history.write_spend(
+        connection, history.deleted_key_rows(hashes, workspace_id, deleted_at, observed_days)
     )
     return len(hashes)
 

@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl import __version__, load, locks
+from etl import __version__, history, load, locks
 from etl.client import OpenRouterClient
 from etl.config import DEFAULT_WORKSPACE, Account, Settings, WorkspaceSpec
 from etl.errors import ApiError, AuthError, LoadError
@@ -237,11 +237,16 @@ def _load_workspace(
     transaction."""
     resolved = None if workspace.id == DEFAULT_WORKSPACE else workspace.id
     listed_at: datetime | None = None
+    last_page_at: datetime | None = None
+    observed: frozenset[date] | None = None
     for page in client.iter_key_pages(workspace.id):
         result.pages += 1
         listed_at = listed_at or page.server_time
+        last_page_at = page.server_time
         if resolved is None and page.records:
             resolved = page.records[0].workspace_id
+        if observed is None and resolved is not None:
+            observed = _recent_observations(connection, resolved, listed_at)
         result.counts.add(
             load.load_keys(
                 connection,
@@ -249,11 +254,14 @@ def _load_workspace(
                 captured_at=page.server_time,
                 sync_run_id=run_id,
                 sync_run_workspace_id=ledger_id,
+                observed_days=observed or frozenset(),
             )
         )
     listed_at = listed_at or utcnow()
     resolved = resolved or _last_resolved(connection, workspace.id) or workspace.id
     result.workspace_id = resolved
+    if observed is None:
+        observed = _recent_observations(connection, resolved, listed_at)
     # Offset paging can skip a key while others are deleted: ask before marking.
     gone = []
     for key_hash in load.missing_keys(connection, resolved, ledger_id):
@@ -268,9 +276,16 @@ def _load_workspace(
                     captured_at=found.server_time,
                     sync_run_id=run_id,
                     sync_run_workspace_id=None,
+                    observed_days=observed,
                 )
             )
-    result.deleted = load.mark_deleted(connection, gone, listed_at)
+    result.deleted = load.mark_deleted(
+        connection, gone, listed_at, workspace_id=resolved, observed_days=observed
+    )
+    # A listing that ran across midnight saw some keys on each day and all keys on
+    # neither: it marks no day observed (its snapshots still count for their own day).
+    if last_page_at is None or history.utc_day(last_page_at) == history.utc_day(listed_at):
+        history.record_observation(connection, resolved, listed_at)
     load.clear_seen(connection, ledger_id)
     load.upsert_workspace(
         connection,
@@ -284,6 +299,15 @@ def _load_workspace(
         update(SyncRunWorkspace)
         .where(SyncRunWorkspace.id == ledger_id)
         .values(workspace_id=resolved, server_time=listed_at)
+    )
+
+
+def _recent_observations(
+    connection: Connection, workspace_id: str, listed_at: datetime
+) -> frozenset[date]:
+    """Days just before this listing on which earlier runs observed the workspace."""
+    return history.observed_days(
+        connection, workspace_id, since=history.utc_day(listed_at) - timedelta(days=2)
     )
 
 
