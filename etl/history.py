@@ -224,8 +224,10 @@ def _null_spend_for_gap(
 def deleted_key_rows(
     hashes: Iterable[str], workspace_id: str, deleted_at: datetime, observed: Collection[date]
 ) -> list[dict[str, Any]]:
-    """A deleted key's last day is unknown: it may have spent before it went."""
-    yesterday = utc_day(deleted_at) - timedelta(days=1)
-    if yesterday not in observed:
-        return []  # the gap rule covers it
-    return [unknown_spend_row(h, workspace_id, yesterday) for h in hashes]
+    """A deleted key's spend on the last day it was seen alive is unknown: it may have
+    spent between that sighting and its deletion, and no later day-start will come."""
+    today = utc_day(deleted_at)
+    last_seen = max((d for d in observed if d <= today), default=None)
+    if last_seen is None or last_seen < today - timedelta(days=1):
+        return []  # older days are NULLed by the gap rule
+    return [unknown_spend_row(h, workspace_id, last_seen) for h in hashes]
