@@ -44,9 +44,10 @@ def backend_url(backend: str, tmp_path: Path) -> str:
 def wipe(engine: Engine) -> None:
     """Drop every view and table in the test database (it is shared between tests)."""
     inspector = inspect(engine)
+    cascade = " CASCADE" if engine.dialect.name == "postgresql" else ""  # views on views
     with engine.begin() as connection:
         for view in inspector.get_view_names():
-            connection.execute(text(f"DROP VIEW IF EXISTS {view}"))
+            connection.execute(text(f"DROP VIEW IF EXISTS {view}{cascade}"))
     metadata = MetaData()
     metadata.reflect(engine)
     metadata.drop_all(engine)

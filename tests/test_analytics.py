@@ -193,7 +193,9 @@ def test_key_limit_status_lists_live_keys_with_burn_rate(engine: Engine) -> None
         days=int(days)
     )
     assert abs(Decimal(str(status.utilization)) - (100 - left) / 100) < Decimal("1e-9")
+    assert status.days_until_limit == days
     assert rows[idle].projected_limit_date is None  # no spend, never runs out
+    assert rows[idle].days_until_limit is None
 
 
 def test_views_give_the_same_rows_as_a_python_recount(engine: Engine) -> None:
@@ -258,3 +260,21 @@ def test_daily_spend_matches_truth_for_any_sync_schedule(
         spend_rows = connection.scalar(select(DailyKeySpend.key_hash).limit(1))
     assert observed is not None
     del spend_rows
+
+
+def test_weekly_spend_starts_on_monday(engine: Engine) -> None:
+    ledger = make_world(keys=6)
+    for n in range(9):  # Tuesday 2026-11-03 to Wednesday 2026-11-11
+        sync_at(engine, ledger, at(DAY + timedelta(days=n), 2))
+    daily = view_rows(engine, "SELECT day, spend_usd FROM daily_workspace_spend")
+    weekly = view_rows(
+        engine, "SELECT week_start, spend_usd, unknown_days FROM weekly_workspace_spend"
+    )
+    starts = {as_date(r.week_start) for r in weekly}
+    assert starts == {date(2026, 11, 2), date(2026, 11, 9)}  # Mondays
+    second = next(r for r in weekly if as_date(r.week_start) == date(2026, 11, 9))
+    assert second.spend_usd is None and second.unknown_days == 1  # Wednesday is not over
+    first = next(r for r in weekly if as_date(r.week_start) == date(2026, 11, 2))
+    days = [Decimal(str(r.spend_usd)) for r in daily if as_date(r.day) < date(2026, 11, 9)]
+    assert first.unknown_days == 0
+    assert abs(Decimal(str(first.spend_usd)) - sum(days, Decimal(0))) <= Decimal("1e-9")

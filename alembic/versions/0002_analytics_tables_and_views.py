@@ -198,6 +198,24 @@ FROM daily_key_spend
 GROUP BY key_hash, workspace_id, {month}
 """
 
+WEEK_START = {
+    "postgresql": "CAST(date_trunc('week', {d}) AS DATE)",
+    "mysql": "DATE_SUB({d}, INTERVAL WEEKDAY({d}) DAY)",
+    "sqlite": "date({d}, '-' || ((CAST(strftime('%w', {d}) AS INTEGER) + 6) % 7) || ' days')",
+}
+
+# Weeks start on Monday, as the API's weekly counters do.
+WEEKLY_WORKSPACE_SPEND = """
+CREATE VIEW weekly_workspace_spend AS
+SELECT workspace_id, {week} AS week_start,
+       CASE WHEN COUNT(*) = COUNT(spend_usd) THEN SUM(spend_usd + 0) END AS spend_usd,
+       CASE WHEN COUNT(*) = COUNT(byok_spend_usd) THEN SUM(byok_spend_usd + 0) END
+           AS byok_spend_usd,
+       SUM(CASE WHEN spend_usd IS NULL THEN 1 ELSE 0 END) AS unknown_days
+FROM daily_workspace_spend
+GROUP BY workspace_id, {week}
+"""
+
 ADD_DAYS = {
     "postgresql": "({d} + CAST({n} AS INTEGER))",
     "mysql": "DATE_ADD({d}, INTERVAL {n} DAY)",
@@ -241,6 +259,8 @@ SELECT k.hash AS key_hash,
        COALESCE(w.spend_7d, 0) AS spend_last_7_days,
        COALESCE(w.spend_30d, 0) AS spend_last_30_days,
        d.as_of_day AS as_of_day,
+       CASE WHEN k.credit_limit IS NOT NULL AND w.spend_7d > 0 AND d.days_7d > 0
+            THEN {days_left_ceiling} END AS days_until_limit,
        CASE WHEN k.credit_limit IS NULL OR w.spend_7d IS NULL OR w.spend_7d <= 0
                  OR d.days_7d IS NULL OR d.days_7d = 0 THEN NULL
             WHEN k.limit_reset = 'daily' AND {projected} >= {next_day} THEN NULL
@@ -276,18 +296,25 @@ RECENT_DAYS = (
     " AS rn FROM workspace_days WHERE observed AND next_day_observed"
 )
 
-VIEWS = ("daily_workspace_spend", "monthly_key_spend", "key_limit_status")
+VIEWS = (
+    "daily_workspace_spend",
+    "weekly_workspace_spend",
+    "monthly_key_spend",
+    "key_limit_status",
+)
 
 
 def create_views() -> None:
     dialect = op.get_bind().dialect.name
     op.execute(DAILY_WORKSPACE_SPEND)
+    op.execute(WEEKLY_WORKSPACE_SPEND.format(week=WEEK_START[dialect].format(d="day")))
     op.execute(MONTHLY_KEY_SPEND.format(month=MONTH_START[dialect].format(d="day")))
     days_left = "(k.limit_remaining + 0.0) / (w.spend_7d / d.days_7d)"
     projected = ADD_DAYS[dialect].format(d="d.as_of_day", n=CEILING[dialect].format(x=days_left))
     op.execute(
         KEY_LIMIT_STATUS.format(
             recent=RECENT_DAYS,
+            days_left_ceiling=CEILING[dialect].format(x=days_left),
             projected=projected,
             next_day=ADD_DAYS[dialect].format(d="d.as_of_day", n="1"),
             next_monday=NEXT_MONDAY[dialect].format(d="d.as_of_day"),
