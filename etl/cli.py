@@ -23,6 +23,9 @@ from etl.errors import ConfigError, KeyledgerError
 from etl.extract import WorkspaceTally, iter_workspace, resolve_workspaces
 from etl.migrate import check_current, upgrade
 from etl.records import dump_json
+from etl.report import build_report
+from etl.report_chart import CHART_SUFFIXES, write_chart
+from etl.report_format import FORMATS
 from etl.simulator_cli import simulate
 from etl.sync import run_sync
 
@@ -211,6 +214,93 @@ def demo(database_url: str | None, nights: int, seed: int) -> None:
         run_demo(database_url, nights=nights, seed=seed, echo=click.echo)
     except KeyledgerError as exc:
         fail(str(exc))
+
+
+def chart_path(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    """Accept only a .png or .svg file name for ``--output``."""
+    if value is not None and value.suffix.lower() not in CHART_SUFFIXES:
+        raise click.BadParameter("the chart file must end in .png or .svg")
+    return value
+
+
+@cli.command()
+@config_option
+@database_option
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="UTC days in the window, which ends at the latest day the ledger has synced.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many keys to list by spend.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(list(FORMATS)),
+    default="table",
+    show_default=True,
+    help="table for people; csv or json for programs (structure below).",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    callback=chart_path,
+    metavar="FILE.png|FILE.svg",
+    help='Also draw daily spend per workspace to this file (needs "keyledger[report]").',
+)
+def report(
+    config_path: str | None,
+    database_url: str | None,
+    days: int,
+    top: int,
+    output_format: str,
+    output: Path | None,
+) -> None:
+    """Spend per workspace, top keys and keys near their limit over the last N days.
+
+    Reads only the analysis views (what a BI tool sees). Unknown days show as '·'.
+
+    \b
+    json: {"window": {"start", "end", "days"},
+           "workspaces": [{"workspace_id", "name", "total_usd", "unknown_days",
+                           "daily": [{"day", "spend_usd"}]}],
+           "top_keys": [{"key_hash", "name", "workspace_id", "workspace_name",
+                         "spend_usd", "unknown_days"}],
+           "near_limit": [{"key_hash", "name", "workspace_id", "workspace_name",
+                           "credit_limit", "limit_remaining", "utilization",
+                           "limit_reset", "days_until_limit", "projected_limit_date"}]}
+    Money is an exact decimal string; null means unknown (a key's name is null once
+    it is deleted). Dates are YYYY-MM-DD (UTC).
+
+    \b
+    csv: the same fields, one row per record; the first column, record, is one of
+    workspace_day, workspace_total, top_key, near_limit; an empty cell is unknown or
+    not applicable.
+    """
+    try:
+        url = load_database_url(config_path, database_url=database_url)
+        engine = make_engine(url)
+        try:
+            check_connection(engine)
+            check_current(engine)
+            with engine.connect() as connection:
+                summary = build_report(connection, days=days, top=top)
+        finally:
+            engine.dispose()
+        if output is not None:
+            write_chart(summary, output)
+    except KeyledgerError as exc:
+        fail(str(exc))
+    click.echo(FORMATS[output_format](summary), nl=False)
+    if output is not None:
+        click.echo(f"keyledger: wrote the chart to {output}", err=True)
 
 
 def main() -> None:

@@ -9,7 +9,74 @@ from __future__ import annotations
 from sqlalchemy import Table
 
 import models
+from etl.examples import EXAMPLE_QUERIES
 from models.types import Money, UtcDateTime
+
+# Views are created by migrations, not models: their columns are described here.
+VIEWS: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "daily_workspace_spend": (
+        "Spend per workspace per UTC day: the sum of daily_key_spend, NULL when the day or "
+        "the next was not observed (or any key's spend that day is unknown).",
+        [
+            ("workspace_id", "Workspace UUID."),
+            ("day", "The UTC day."),
+            ("spend_usd", "OpenRouter credit spent that day in USD; NULL = unknown."),
+            ("byok_spend_usd", "BYOK spend that day in USD; NULL = unknown."),
+            ("active_keys", "Keys with any spend that day."),
+        ],
+    ),
+    "weekly_workspace_spend": (
+        "Spend per workspace per week (weeks start on Monday, as the API's weekly "
+        "counters do). NULL while any day of the week is unknown or not over.",
+        [
+            ("workspace_id", "Workspace UUID."),
+            ("week_start", "The Monday the week starts on."),
+            ("spend_usd", "USD spent in the week; NULL when any of its days is unknown."),
+            ("byok_spend_usd", "BYOK USD spent in the week; NULL likewise."),
+            ("unknown_days", "Days of the week whose spend is unknown (or not over)."),
+        ],
+    ),
+    "monthly_key_spend": (
+        "Spend per key per calendar month, from daily_key_spend.",
+        [
+            ("key_hash", "The key (api_keys.hash)."),
+            ("workspace_id", "Workspace UUID."),
+            ("month", "First day of the month."),
+            ("spend_usd", "USD spent in the month; NULL when any day's spend is unknown."),
+            ("byok_spend_usd", "BYOK USD spent in the month; NULL likewise."),
+            ("unknown_days", "Days of the month with unknown spend."),
+        ],
+    ),
+    "key_limit_status": (
+        "One row per live key: its limit, how much of it is used, recent spend and when "
+        "the limit runs out at the recent burn rate.",
+        [
+            ("key_hash", "The key (api_keys.hash)."),
+            ("workspace_id", "Workspace UUID."),
+            ("name", "Name of the key."),
+            ("label", "Label of the key."),
+            ("credit_limit", "Spending limit in USD; NULL = no limit."),
+            ("limit_remaining", "USD left under the limit at the last sync."),
+            ("utilization", "Share of the limit used (0 to 1); NULL without a limit."),
+            ("limit_reset", "Limit reset period: daily, weekly, monthly or NULL."),
+            ("disabled", "Whether the key is disabled."),
+            ("expires_at", "Expiry (UTC); NULL = never."),
+            ("spend_last_7_days", "USD spent in the workspace's 7 latest complete days."),
+            ("spend_last_30_days", "USD spent in the workspace's 30 latest complete days."),
+            ("as_of_day", "The workspace's latest observed day: the projection starts there."),
+            (
+                "days_until_limit",
+                "Whole days until limit_remaining is spent at the 7-day burn rate; NULL "
+                "without a limit or recent spend.",
+            ),
+            (
+                "projected_limit_date",
+                "as_of_day + days_until_limit; NULL when it never runs out (no limit, no "
+                "spend, or the limit resets first).",
+            ),
+        ],
+    ),
+}
 
 HEADER = """\
 # keyledger data dictionary
@@ -53,6 +120,17 @@ def render() -> str:
             parts.append(
                 f"| `{column.name}` | {column_type(table, column.name)}{null}{key} | {comment} |"
             )
+    parts.append("\n# Views\n\nCreated by migrations; BI tools read them like tables.")
+    for name, (comment, columns) in VIEWS.items():
+        parts.append(f"\n## `{name}` (view)\n\n{comment}\n")
+        parts.append("| column | meaning |\n|---|---|")
+        parts.extend(f"| `{column}` | {meaning} |" for column, meaning in columns)
+    parts.append(
+        "\n# Example queries\n\nEach runs unchanged on SQLite, PostgreSQL and MariaDB "
+        "(a test runs them all)."
+    )
+    for title, sql in EXAMPLE_QUERIES.items():
+        parts.append(f"\n## {title}\n\n```sql{sql}\n```")
     return "\n".join(parts) + "\n"
 
 

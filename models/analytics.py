@@ -13,7 +13,7 @@ from decimal import Decimal
 from sqlalchemy import Boolean, Date, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from models.base import MYSQL_TABLE, Base
 from models.keys import HASH_LENGTH, ID_LENGTH, BigId
 from models.types import Money, UtcDateTime
 
@@ -21,9 +21,10 @@ from models.types import Money, UtcDateTime
 class WorkspaceDay(Base):
     __tablename__ = "workspace_days"
     __table_args__ = {
+        **MYSQL_TABLE,
         "comment": "One row per workspace and UTC day since its first successful sync: "
         "whether a successful sync observed it that day (every live key was then "
-        "observed too, changed or not) and whether the next day was observed."
+        "observed too, changed or not) and whether the next day was observed.",
     }
 
     workspace_id: Mapped[str] = mapped_column(
@@ -49,11 +50,12 @@ class DailyKeySpend(Base):
         Index("ix_daily_key_spend_workspace_id_day", "workspace_id", "day"),
         Index("ix_daily_key_spend_day", "day"),
         {
+            **MYSQL_TABLE,
             "comment": "Exact spend per key per UTC day, from the day-start totals "
             "(usage - usage_daily) observed on that day and the next. Sparse: a row for "
             "every key-day with spend, and a NULL row for every key-day of a key's "
             "observed life whose spend is unknown (a bounding day was not observed). A "
-            "key-day without a row had no spend."
+            "key-day without a row had no spend.",
         },
     )
 
@@ -80,10 +82,11 @@ class ApiKeyVersion(Base):
     __table_args__ = (
         Index("ix_api_key_versions_key_hash_valid_from", "key_hash", "valid_from"),
         {
+            **MYSQL_TABLE,
             "comment": "History of each key's descriptive attributes as validity "
             "intervals: one row per change, valid_to NULL for the current version. "
             "'What was this key called, and what was its limit, at time X' is: "
-            "valid_from <= X AND (valid_to IS NULL OR valid_to > X)."
+            "valid_from <= X AND (valid_to IS NULL OR valid_to > X).",
         },
     )
 

@@ -14,6 +14,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# Unicode names verbatim and byte-exact comparisons on MariaDB/MySQL, whatever the
+# server's defaults (which may be latin1); other backends ignore these options.
+MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
 
 class Base(DeclarativeBase):
     """Base class of every keyledger table."""

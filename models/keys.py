@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, 
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from models.base import MYSQL_TABLE, Base
 from models.types import Money, UtcDateTime
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
@@ -20,7 +20,7 @@ ID_LENGTH = 64
 
 class Workspace(Base):
     __tablename__ = "workspaces"
-    __table_args__ = {"comment": "OpenRouter workspaces keyledger has synced."}
+    __table_args__ = {**MYSQL_TABLE, "comment": "OpenRouter workspaces keyledger has synced."}
 
     id: Mapped[str] = mapped_column(
         String(ID_LENGTH),
@@ -45,8 +45,9 @@ class ApiKey(Base):
     __table_args__ = (
         Index("ix_api_keys_workspace_id_deleted_at", "workspace_id", "deleted_at"),
         {
+            **MYSQL_TABLE,
             "comment": "One row per OpenRouter API key ever seen: its latest known state. "
-            "Rows are never deleted; deleted keys have deleted_at set."
+            "Rows are never deleted; deleted keys have deleted_at set.",
         },
     )
 
@@ -138,8 +139,9 @@ class UsageSnapshot(Base):
         Index("ix_usage_snapshots_key_hash_captured_at", "key_hash", "captured_at"),
         Index("ix_usage_snapshots_workspace_id_captured_at", "workspace_id", "captured_at"),
         {
+            **MYSQL_TABLE,
             "comment": "Change-only usage history: a row when a key is first seen or when any "
-            "usage, limit or state value differs from its previous row."
+            "usage, limit or state value differs from its previous row.",
         },
     )
 

@@ -7,14 +7,14 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from models.base import MYSQL_TABLE, Base
 from models.keys import HASH_LENGTH, ID_LENGTH, BigId
 from models.types import UtcDateTime
 
 
 class SyncRun(Base):
     __tablename__ = "sync_runs"
-    __table_args__ = {"comment": "One row per `keyledger sync` run."}
+    __table_args__ = {**MYSQL_TABLE, "comment": "One row per `keyledger sync` run."}
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, comment="Run id.")
     started_at: Mapped[datetime] = mapped_column(
@@ -45,7 +45,7 @@ class SyncRunWorkspace(Base):
     __tablename__ = "sync_run_workspaces"
     __table_args__ = (
         Index("ix_sync_run_workspaces_workspace_id_finished_at", "workspace_id", "finished_at"),
-        {"comment": "One row per workspace per run: outcome and counts."},
+        {**MYSQL_TABLE, "comment": "One row per workspace per run: outcome and counts."},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, comment="Row id.")
@@ -95,8 +95,9 @@ class SyncRunWorkspace(Base):
 class SyncSeenKey(Base):
     __tablename__ = "sync_seen_keys"
     __table_args__ = {
+        **MYSQL_TABLE,
         "comment": "Scratch space of a running sync: the keys a listing has seen, so keys "
-        "missing from it can be found in SQL. Emptied before each workspace commits."
+        "missing from it can be found in SQL. Emptied before each workspace commits.",
     }
 
     sync_run_workspace_id: Mapped[int] = mapped_column(

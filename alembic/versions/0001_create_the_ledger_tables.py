@@ -15,6 +15,10 @@ from sqlalchemy.dialects import mysql
 
 import models.types
 
+# Unicode names verbatim and byte-exact comparisons on MariaDB/MySQL, whatever the
+# server's defaults (which may be latin1).
+MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -180,6 +184,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("hash", name=op.f("pk_api_keys")),
         comment="One row per OpenRouter API key ever seen: its latest known state. Rows are never deleted; deleted keys have deleted_at set.",
+        **MYSQL_TABLE,
     )
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
         batch_op.create_index(
@@ -236,6 +241,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sync_runs")),
         comment="One row per `keyledger sync` run.",
+        **MYSQL_TABLE,
     )
     op.create_table(
         "sync_seen_keys",
@@ -255,6 +261,7 @@ def upgrade() -> None:
             "sync_run_workspace_id", "key_hash", name=op.f("pk_sync_seen_keys")
         ),
         comment="Scratch space of a running sync: the keys a listing has seen, so keys missing from it can be found in SQL. Emptied before each workspace commits.",
+        **MYSQL_TABLE,
     )
     op.create_table(
         "workspaces",
@@ -282,6 +289,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workspaces")),
         comment="OpenRouter workspaces keyledger has synced.",
+        **MYSQL_TABLE,
     )
     op.create_table(
         "sync_run_workspaces",
@@ -375,6 +383,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sync_run_workspaces")),
         comment="One row per workspace per run: outcome and counts.",
+        **MYSQL_TABLE,
     )
     with op.batch_alter_table("sync_run_workspaces", schema=None) as batch_op:
         batch_op.create_index(
@@ -501,6 +510,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_usage_snapshots")),
         comment="Change-only usage history: a row when a key is first seen or when any usage, limit or state value differs from its previous row.",
+        **MYSQL_TABLE,
     )
     with op.batch_alter_table("usage_snapshots", schema=None) as batch_op:
         batch_op.create_index(

@@ -18,6 +18,10 @@ from alembic import op
 
 import models.types
 
+# Unicode names verbatim and byte-exact comparisons on MariaDB/MySQL, whatever the
+# server's defaults (which may be latin1).
+MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -49,6 +53,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("workspace_id", "day", name=op.f("pk_workspace_days")),
         comment="One row per workspace and UTC day since its first successful sync: whether a successful sync observed it that day (every live key was then observed too, changed or not) and whether the next day was observed.",
+        **MYSQL_TABLE,
     )
     op.create_table(
         "api_key_versions",
@@ -108,6 +113,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_key_versions")),
         comment="History of each key's descriptive attributes as validity intervals: one row per change, valid_to NULL for the current version. 'What was this key called, and what was its limit, at time X' is: valid_from <= X AND (valid_to IS NULL OR valid_to > X).",
+        **MYSQL_TABLE,
     )
     with op.batch_alter_table("api_key_versions", schema=None) as batch_op:
         batch_op.create_index(
@@ -143,6 +149,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("key_hash", "day", name=op.f("pk_daily_key_spend")),
         comment="Exact spend per key per UTC day, from the day-start totals (usage - usage_daily) observed on that day and the next. Sparse: a row for every key-day with spend, and a NULL row for every key-day of a key's observed life whose spend is unknown (a bounding day was not observed). A key-day without a row had no spend.",
+        **MYSQL_TABLE,
     )
     with op.batch_alter_table("daily_key_spend", schema=None) as batch_op:
         batch_op.create_index("ix_daily_key_spend_day", ["day"], unique=False)

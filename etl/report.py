@@ -1,0 +1,272 @@
+"""`keyledger report`: spend per workspace, top keys and keys near their limit.
+
+Reads only the relations a BI tool reads (the views ``daily_workspace_spend`` and
+``key_limit_status``, the table ``daily_key_spend``, and ``workspaces`` for names), so
+the report and a dashboard agree. The window ends at the latest day in
+``daily_workspace_spend``, not at the local clock, so reports on simulated (or stale)
+data still make sense. Money is summed here as ``Decimal`` from ``daily_key_spend``:
+SQLite's SUM goes through REAL and would lose digits; ``daily_workspace_spend`` says
+which workspace-days are known, and it is defined as exactly that sum.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal, localcontext
+from typing import Any
+
+from sqlalchemy import Connection, Date, Float, String, column, func, or_, select, table
+from sqlalchemy.exc import SQLAlchemyError
+
+from etl.errors import KeyledgerError
+from models import DailyKeySpend, Workspace
+from models.types import Money, without_padding
+
+NEAR_LIMIT_UTILIZATION = 0.8  # share of the limit used
+NEAR_LIMIT_DAYS = 7  # days until the projected limit date
+
+DAILY_WORKSPACE_SPEND = table(
+    "daily_workspace_spend",
+    column("workspace_id", String),
+    column("day", Date),
+    column("spend_usd"),  # untyped: only NULL-ness is read (SQLite gives REAL here)
+)
+KEY_LIMIT_STATUS = table(
+    "key_limit_status",
+    column("key_hash", String),
+    column("workspace_id", String),
+    column("name", String),
+    column("credit_limit", Money),
+    column("limit_remaining", Money),
+    column("utilization", Float),
+    column("limit_reset", String),
+    column("days_until_limit"),  # INTEGER on SQLite, NUMERIC elsewhere
+    column("projected_limit_date", Date),
+)
+
+
+class ReportError(KeyledgerError):
+    """Nothing to report, or the report cannot be written as asked (exit 1)."""
+
+
+@dataclass(frozen=True)
+class DaySpend:
+    """One workspace's spend on one UTC day; ``spend_usd`` None means unknown."""
+
+    day: date
+    spend_usd: Decimal | None
+    in_ledger: bool  # False: the ledger has no row for the day (not synced around then)
+
+
+@dataclass(frozen=True)
+class WorkspaceSpend:
+    """A workspace's daily spend over the window, oldest day first."""
+
+    workspace_id: str
+    name: str
+    daily: tuple[DaySpend, ...]
+
+    @property
+    def total_usd(self) -> Decimal:
+        """Sum of the known days."""
+        return exact_sum(d.spend_usd for d in self.daily if d.spend_usd is not None)
+
+    @property
+    def unknown_days(self) -> int:
+        """Days of the window whose spend is not known."""
+        return sum(1 for d in self.daily if d.spend_usd is None)
+
+
+@dataclass(frozen=True)
+class KeySpend:
+    """A key's spend over the window; ``name`` is None for a key no longer live."""
+
+    key_hash: str
+    name: str | None
+    workspace_id: str
+    workspace_name: str
+    spend_usd: Decimal
+    unknown_days: int
+
+
+@dataclass(frozen=True)
+class LimitStatus:
+    """A live key near its credit limit, as ``key_limit_status`` reports it."""
+
+    key_hash: str
+    name: str
+    workspace_id: str
+    workspace_name: str
+    credit_limit: Decimal | None
+    limit_remaining: Decimal | None
+    utilization: float | None
+    limit_reset: str | None
+    days_until_limit: int | None
+    projected_limit_date: date | None
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything ``keyledger report`` shows, for the UTC days ``start``..``end``."""
+
+    start: date
+    end: date
+    workspaces: tuple[WorkspaceSpend, ...]
+    top_keys: tuple[KeySpend, ...]
+    near_limit: tuple[LimitStatus, ...]
+
+    @property
+    def days(self) -> tuple[date, ...]:
+        """Every day of the window, oldest first."""
+        return tuple(self.start + timedelta(n) for n in range((self.end - self.start).days + 1))
+
+
+def exact_sum(amounts: Any) -> Decimal:
+    """The exact sum of Decimal amounts, without trailing zeros."""
+    with localcontext() as context:
+        context.prec = 200  # far above NUMERIC(65,30): no sum is ever rounded
+        return without_padding(sum(amounts, Decimal(0)))
+
+
+def build_report(connection: Connection, *, days: int = 30, top: int = 10) -> Report:
+    """The report for the ``days`` UTC days ending at the latest day in the ledger."""
+    try:
+        end = connection.scalar(select(func.max(DAILY_WORKSPACE_SPEND.c.day)))
+        if end is None:
+            raise ReportError("no spend in the ledger yet: run `keyledger sync` first")
+        start = end - timedelta(days=days - 1)
+        names = {r.id: r.name or r.id for r in connection.execute(select(Workspace))}
+        workspaces, keys = workspace_and_key_spend(connection, start, end, names)
+        top_keys = name_keys(connection, keys[:top], names)
+        near = near_limit_keys(connection, names)
+    except SQLAlchemyError as exc:
+        raise ReportError(f"cannot read the analysis views: {_first_line(exc)}") from exc
+    return Report(start, end, workspaces, top_keys, near)
+
+
+def workspace_and_key_spend(
+    connection: Connection, start: date, end: date, names: dict[str, str]
+) -> tuple[tuple[WorkspaceSpend, ...], list[KeySpend]]:
+    """Daily spend per workspace and window spend per key (highest first), exactly."""
+    by_day: dict[tuple[str, date], list[Decimal]] = defaultdict(list)
+    by_key: dict[str, list[Decimal]] = defaultdict(list)
+    unknown: dict[str, int] = defaultdict(int)
+    owner: dict[str, tuple[date, str]] = {}
+    rows = connection.execute(
+        select(
+            DailyKeySpend.key_hash,
+            DailyKeySpend.workspace_id,
+            DailyKeySpend.day,
+            DailyKeySpend.spend_usd,
+        )
+        .where(DailyKeySpend.day.between(start, end))
+        .execution_options(yield_per=10_000)
+    )
+    for key_hash, workspace_id, day, spend in rows:
+        if key_hash not in owner or owner[key_hash][0] < day:
+            owner[key_hash] = (day, workspace_id)  # where the key was last seen spending
+        if spend is None:
+            unknown[key_hash] += 1
+        else:
+            by_day[(workspace_id, day)].append(spend)
+            by_key[key_hash].append(spend)
+    view = DAILY_WORKSPACE_SPEND.c
+    known: dict[str, dict[date, bool]] = defaultdict(dict)
+    for workspace_id, day, spend in connection.execute(
+        select(view.workspace_id, view.day, view.spend_usd).where(view.day.between(start, end))
+    ):
+        known[workspace_id][day] = spend is not None
+    window = [start + timedelta(n) for n in range((end - start).days + 1)]
+    workspaces = [
+        WorkspaceSpend(
+            workspace_id,
+            names.get(workspace_id, workspace_id),
+            tuple(
+                DaySpend(
+                    d, exact_sum(by_day[(workspace_id, d)]) if seen.get(d) else None, d in seen
+                )
+                for d in window
+            ),
+        )
+        for workspace_id, seen in known.items()
+    ]
+    workspaces.sort(key=lambda w: (-w.total_usd, w.name, w.workspace_id))
+    keys = [
+        KeySpend(h, None, owner[h][1], "", exact_sum(spent), unknown[h])
+        for h, spent in by_key.items()
+    ]
+    keys = [k for k in keys if k.spend_usd > 0]
+    keys.sort(key=lambda k: (-k.spend_usd, k.key_hash))
+    return tuple(workspaces), keys
+
+
+def name_keys(
+    connection: Connection, keys: list[KeySpend], names: dict[str, str]
+) -> tuple[KeySpend, ...]:
+    """``keys`` with the names ``key_limit_status`` gives live keys (None for the others)."""
+    if not keys:
+        return ()
+    status = KEY_LIMIT_STATUS.c
+    live = dict(
+        connection.execute(
+            select(status.key_hash, status.name).where(
+                status.key_hash.in_([k.key_hash for k in keys])
+            )
+        ).all()
+    )
+    return tuple(
+        KeySpend(
+            k.key_hash,
+            live.get(k.key_hash),
+            k.workspace_id,
+            names.get(k.workspace_id, k.workspace_id),
+            k.spend_usd,
+            k.unknown_days,
+        )
+        for k in keys
+    )
+
+
+def near_limit_keys(connection: Connection, names: dict[str, str]) -> tuple[LimitStatus, ...]:
+    """Live keys that used >= 80% of their limit or will reach it within 7 days."""
+    status = KEY_LIMIT_STATUS.c
+    rows = connection.execute(
+        select(KEY_LIMIT_STATUS).where(
+            or_(
+                status.utilization >= NEAR_LIMIT_UTILIZATION,
+                status.days_until_limit <= NEAR_LIMIT_DAYS,
+            )
+        )
+    )
+    found = [
+        LimitStatus(
+            key_hash=r.key_hash,
+            name=r.name,
+            workspace_id=r.workspace_id,
+            workspace_name=names.get(r.workspace_id, r.workspace_id),
+            credit_limit=r.credit_limit,
+            limit_remaining=r.limit_remaining,
+            utilization=None if r.utilization is None else round(float(r.utilization), 6),
+            limit_reset=r.limit_reset,
+            days_until_limit=None if r.days_until_limit is None else int(r.days_until_limit),
+            projected_limit_date=r.projected_limit_date,
+        )
+        for r in rows
+    ]
+    found.sort(
+        key=lambda s: (
+            s.days_until_limit is None,
+            s.days_until_limit or 0,
+            -(s.utilization or 0.0),
+            s.name,
+            s.key_hash,
+        )
+    )
+    return tuple(found)
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,244 @@
+"""Rendering a ``Report`` as text: a terminal table, CSV or JSON.
+
+JSON (one object; money as exact decimal strings, null = unknown)::
+
+    {"window": {"start": "YYYY-MM-DD", "end": "YYYY-MM-DD", "days": N},
+     "workspaces": [{"workspace_id", "name", "total_usd", "unknown_days",
+                     "daily": [{"day", "spend_usd"}, ...]}, ...],
+     "top_keys": [{"key_hash", "name" (null: key deleted), "workspace_id",
+                   "workspace_name", "spend_usd", "unknown_days"}, ...],
+     "near_limit": [{"key_hash", "name", "workspace_id", "workspace_name",
+                     "credit_limit", "limit_remaining", "utilization" (0..1 number),
+                     "limit_reset", "days_until_limit", "projected_limit_date"}, ...]}
+
+CSV: one header (``CSV_COLUMNS``) and one row per record; the ``record`` column says
+which: ``workspace_day`` (one per workspace and day; empty spend_usd = unknown),
+``workspace_total``, ``top_key`` or ``near_limit``; columns a record lacks are empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+from collections.abc import Callable, Sequence
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from etl.report import (
+    NEAR_LIMIT_DAYS,
+    NEAR_LIMIT_UTILIZATION,
+    DaySpend,
+    KeySpend,
+    LimitStatus,
+    Report,
+)
+from models.types import without_padding
+
+BARS = "▁▂▃▄▅▆▇█"
+UNKNOWN, NOT_IN_LEDGER = "·", " "
+SPARK_WIDTH = 60  # longer windows are drawn in buckets of several days
+TABLE_QUANTUM = Decimal("0.0001")  # the table shows money to 1/100 of a cent
+CSV_COLUMNS = (
+    "record",
+    "workspace_id",
+    "workspace_name",
+    "key_hash",
+    "key_name",
+    "day",
+    "spend_usd",
+    "unknown_days",
+    "credit_limit",
+    "limit_remaining",
+    "utilization",
+    "limit_reset",
+    "days_until_limit",
+    "projected_limit_date",
+)
+
+
+def money(amount: Decimal | None) -> str | None:
+    """An exact amount as plain decimal digits (never exponent notation)."""
+    return None if amount is None else format(without_padding(amount), "f")
+
+
+def rounded(amount: Decimal | None) -> str:
+    """An amount for people: four decimal places, '-' when unknown or absent."""
+    return "-" if amount is None else str(amount.quantize(TABLE_QUANTUM, ROUND_HALF_UP))
+
+
+def sparkline(daily: Sequence[DaySpend]) -> str:
+    """One bar per day (or bucket of days) scaled to the busiest; '·' unknown, ' ' no data."""
+    size = max(1, math.ceil(len(daily) / SPARK_WIDTH))
+    buckets = [daily[i : i + size] for i in range(0, len(daily), size)]
+    totals = [
+        None if any(d.spend_usd is None for d in b) else sum(d.spend_usd or 0 for d in b)
+        for b in buckets
+    ]
+    peak = max((t for t in totals if t is not None), default=Decimal(0))
+    marks = []
+    for bucket, total in zip(buckets, totals, strict=True):
+        if total is None:
+            in_ledger = any(d.in_ledger for d in bucket)
+            marks.append(UNKNOWN if in_ledger else NOT_IN_LEDGER)
+        else:
+            marks.append(BARS[int(total / peak * (len(BARS) - 1) + Decimal("0.5")) if peak else 0])
+    return "".join(marks)
+
+
+def format_table(report: Report) -> str:
+    """The report for a terminal: three aligned tables."""
+    n = len(report.days)
+    out = [
+        f"keyledger report: {report.start} to {report.end} ({n} UTC days, ending at the "
+        "latest synced day)",
+        "",
+        "Spend per workspace (USD)",
+    ]
+    rows: list[tuple[str, ...]] = [
+        (w.name, rounded(w.total_usd), sparkline(w.daily), _unknown(w.unknown_days, n))
+        for w in report.workspaces
+    ]
+    out += _table(("workspace", "total", "daily", ""), rows, right={1})
+    out.append(
+        f"  daily: {BARS[0]}..{BARS[-1]} up to the workspace's busiest day; "
+        f"{UNKNOWN} unknown; blank: not synced around then"
+    )
+    out += ["", f"Top keys by spend over the window (USD, top {len(report.top_keys)})"]
+    rows = [
+        (
+            str(i),
+            _key_name(k.name, k.key_hash),
+            k.workspace_name,
+            rounded(k.spend_usd),
+            _unknown(k.unknown_days, n),
+        )
+        for i, k in enumerate(report.top_keys, 1)
+    ]
+    out += _table(("#", "key", "workspace", "spend", ""), rows, right={0, 3})
+    out += [
+        "",
+        f"Keys near their limit (>= {NEAR_LIMIT_UTILIZATION:.0%} used or "
+        f"<= {NEAR_LIMIT_DAYS} days left)",
+    ]
+    rows = [
+        (
+            _key_name(s.name, s.key_hash),
+            s.workspace_name,
+            rounded(s.credit_limit),
+            rounded(s.limit_remaining),
+            _percent(s.utilization),
+            s.limit_reset or "never",
+            "-" if s.days_until_limit is None else str(s.days_until_limit),
+            str(s.projected_limit_date or "-"),
+        )
+        for s in report.near_limit
+    ]
+    headers = (
+        "key",
+        "workspace",
+        "limit",
+        "remaining",
+        "used",
+        "resets",
+        "days left",
+        "limit reached",
+    )
+    out += _table(headers, rows, right={2, 3, 4, 6})
+    return "\n".join(out) + "\n"
+
+
+def plain(value: Any) -> Any:
+    """A field as JSON/CSV wants it: exact money strings, ISO dates, the rest as is."""
+    if isinstance(value, Decimal):
+        return money(value)
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def report_data(report: Report) -> dict[str, Any]:
+    """The report as JSON-ready data (structure in the module docstring)."""
+    window = {"start": plain(report.start), "end": plain(report.end), "days": len(report.days)}
+    workspaces = [
+        {
+            "workspace_id": w.workspace_id,
+            "name": w.name,
+            "total_usd": money(w.total_usd),
+            "unknown_days": w.unknown_days,
+            "daily": [{"day": plain(d.day), "spend_usd": money(d.spend_usd)} for d in w.daily],
+        }
+        for w in report.workspaces
+    ]
+    return {
+        "window": window,
+        "workspaces": workspaces,
+        "top_keys": [_fields(k) for k in report.top_keys],
+        "near_limit": [_fields(s) for s in report.near_limit],
+    }
+
+
+def format_json(report: Report) -> str:
+    """The report as one JSON object (see the module docstring)."""
+    return json.dumps(report_data(report), indent=2, ensure_ascii=False) + "\n"
+
+
+def format_csv(report: Report) -> str:
+    """The report as CSV: one header, one row per record (see the module docstring)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for w in report.workspaces:
+        base = {"workspace_id": w.workspace_id, "workspace_name": w.name}
+        for d in w.daily:
+            day = {"day": plain(d.day), "spend_usd": money(d.spend_usd)}
+            writer.writerow({"record": "workspace_day", **base, **day})
+        total = {"spend_usd": money(w.total_usd), "unknown_days": w.unknown_days}
+        writer.writerow({"record": "workspace_total", **base, **total})
+    for record, items in (("top_key", report.top_keys), ("near_limit", report.near_limit)):
+        for item in items:
+            row = _fields(item)
+            row["key_name"] = row.pop("name")
+            writer.writerow({"record": record, **row})
+    return buffer.getvalue()
+
+
+FORMATS: dict[str, Callable[[Report], str]] = {
+    "table": format_table,
+    "csv": format_csv,
+    "json": format_json,
+}
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    if not rows:
+        return ["  (none)"]
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return ("  " + "  ".join(parts)).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _unknown(days: int, window: int) -> str:
+    return f"{days} of {window} days unknown" if days else ""
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.1f}%"
+
+
+def _key_name(name: str | None, key_hash: str) -> str:
+    if name is None:
+        return f"{key_hash[:12]}… (deleted)"
+    return name if len(name) <= 32 else name[:31] + "…"
+
+
+def _fields(item: KeySpend | LimitStatus) -> dict[str, Any]:
+    return {f.name: plain(getattr(item, f.name)) for f in dataclasses.fields(item)}
