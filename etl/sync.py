@@ -10,23 +10,20 @@ one outer transaction that is rolled back at the end (workspaces become savepoin
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl import __version__, history, load, locks
+from etl import history, ledger, load, locks
 from etl.client import OpenRouterClient
 from etl.config import DEFAULT_WORKSPACE, Account, Settings, WorkspaceSpec
 from etl.errors import ApiError, AuthError, LoadError
 from etl.extract import resolve_workspaces
-from models import SyncRun, SyncRunWorkspace
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +78,6 @@ class SyncResult:
         )
 
 
-def utcnow() -> datetime:
-    """The local clock, aware UTC (for ledger times; data times come from the server)."""
-    return datetime.now(timezone.utc)
-
-
 def one_line(exc: BaseException) -> str:
     """An error as one short line fit for the ledger and the terminal."""
     if isinstance(exc, SQLAlchemyError):
@@ -137,7 +129,8 @@ def run_sync(
     units = _Units(engine, dry_run=dry_run)
     results: list[WorkspaceResult] = []
     try:
-        run_id = _start_run(units, dry_run)
+        with units.unit() as connection:
+            run_id = ledger.start_run(connection, dry_run=dry_run)
         for account in settings.accounts:
             with make_client(account) as client:
                 try:
@@ -156,36 +149,14 @@ def run_sync(
                     if result.key_refused:
                         break  # the other workspaces of this key would be refused too
         outcome = SyncResult(run_id, results, time.monotonic() - started, dry_run)
-        _finish_run(units, run_id, outcome)
+        with units.unit() as connection:
+            status = "failed" if outcome.status == "locked" else outcome.status
+            ledger.finish_run(connection, run_id, status)
         return outcome
     except SQLAlchemyError as exc:
         raise LoadError(one_line(exc)) from exc
     finally:
         units.close()
-
-
-def _start_run(units: _Units, dry_run: bool) -> int:
-    with units.unit() as connection:
-        row = {
-            "started_at": utcnow(),
-            "status": "running",
-            "keyledger_version": __version__,
-            "hostname": socket.gethostname()[:255],
-            "pid": os.getpid(),
-            "dry_run": dry_run,
-        }
-        result = connection.execute(insert(SyncRun).values(**row))
-        run_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
-        assert isinstance(run_id, int)
-        return run_id
-
-
-def _finish_run(units: _Units, run_id: int, outcome: SyncResult) -> None:
-    status = "failed" if outcome.status == "locked" else outcome.status
-    with units.unit() as connection:
-        connection.execute(
-            update(SyncRun).where(SyncRun.id == run_id).values(finished_at=utcnow(), status=status)
-        )
 
 
 def _sync_workspace(
@@ -200,29 +171,49 @@ def _sync_workspace(
     lock = locks.acquire(units.engine, workspace.id, wait_seconds=wait_seconds)
     if lock is None:
         result.status = "skipped"
-        result.error = f"held by another run ({_holder(units, workspace.id)})"
-        _record(units, run_id, account, workspace, result, started=utcnow())
+        result.error = f"held by another run ({ledger.holder(units.engine, workspace.id)})"
+        with units.unit() as connection:
+            ledger.open_workspace(
+                connection,
+                run_id,
+                account=account.name,
+                requested_as=workspace.id,
+                status="skipped",
+                error=result.error,
+            )
         return result
-    started = utcnow()
     try:
-        ledger_id = _record(
-            units, run_id, account, workspace, result, started=started, running=True
-        )
+        with units.unit() as connection:
+            ledger_id = ledger.open_workspace(
+                connection, run_id, account=account.name, requested_as=workspace.id
+            )
         try:
             with units.unit() as connection:
                 _load_workspace(connection, client, run_id, ledger_id, workspace, result)
                 result.status = "ok"
-                _update_ledger(connection, ledger_id, result)
+                _close(connection, ledger_id, result)
         except (ApiError, SQLAlchemyError) as exc:
             result.status = "failed"
             result.error = one_line(exc)
             result.key_refused = isinstance(exc, AuthError)
             log.error("workspace %s failed: %s", workspace.id, result.error)
             with units.unit() as connection:
-                _update_ledger(connection, ledger_id, result)
+                _close(connection, ledger_id, result)
     finally:
         lock.release()
     return result
+
+
+def _close(connection: Connection, ledger_id: int, result: WorkspaceResult) -> None:
+    ledger.close_workspace(
+        connection,
+        ledger_id,
+        status=result.status,
+        pages=result.pages,
+        counts=result.counts,
+        deleted=result.deleted,
+        error=result.error,
+    )
 
 
 def _load_workspace(
@@ -257,8 +248,8 @@ def _load_workspace(
                 observed_days=observed or frozenset(),
             )
         )
-    listed_at = listed_at or utcnow()
-    resolved = resolved or _last_resolved(connection, workspace.id) or workspace.id
+    listed_at = listed_at or ledger.utcnow()
+    resolved = resolved or ledger.last_resolved(connection, workspace.id) or workspace.id
     result.workspace_id = resolved
     if observed is None:
         observed = _recent_observations(connection, resolved, listed_at)
@@ -293,13 +284,9 @@ def _load_workspace(
         name=workspace.name,
         slug=workspace.slug,
         synced_at=listed_at,
-        now=utcnow(),
+        now=ledger.utcnow(),
     )
-    connection.execute(
-        update(SyncRunWorkspace)
-        .where(SyncRunWorkspace.id == ledger_id)
-        .values(workspace_id=resolved, server_time=listed_at)
-    )
+    ledger.resolve_workspace(connection, ledger_id, resolved, listed_at)
 
 
 def _recent_observations(
@@ -309,101 +296,3 @@ def _recent_observations(
     return history.observed_days(
         connection, workspace_id, since=history.utc_day(listed_at) - timedelta(days=2)
     )
-
-
-def _record(
-    units: _Units,
-    run_id: int,
-    account: Account,
-    workspace: WorkspaceSpec,
-    result: WorkspaceResult,
-    *,
-    started: datetime,
-    running: bool = False,
-) -> int:
-    """Write the workspace's ledger row (committed at once, so a crash leaves it)."""
-    with units.unit() as connection:
-        if running:
-            # We hold the lock, so any row still "running" for it belongs to a dead run.
-            connection.execute(
-                update(SyncRunWorkspace)
-                .where(
-                    SyncRunWorkspace.requested_as == workspace.id,
-                    SyncRunWorkspace.status == "running",
-                )
-                .values(status="abandoned")
-            )
-        row = connection.execute(
-            insert(SyncRunWorkspace).values(
-                sync_run_id=run_id,
-                account=account.name[:255],
-                requested_as=workspace.id,
-                workspace_id=workspace.id,
-                status="running" if running else result.status,
-                started_at=started,
-                finished_at=None if running else utcnow(),
-                pages=0,
-                keys_seen=0,
-                keys_new=0,
-                keys_changed=0,
-                keys_deleted=0,
-                snapshots_written=0,
-                error=result.error,
-            )
-        )
-        ledger_id = row.inserted_primary_key[0] if row.inserted_primary_key else None
-        assert isinstance(ledger_id, int)
-        return ledger_id
-
-
-def _update_ledger(connection: Connection, ledger_id: int, result: WorkspaceResult) -> None:
-    connection.execute(
-        update(SyncRunWorkspace)
-        .where(SyncRunWorkspace.id == ledger_id)
-        .values(
-            status=result.status,
-            finished_at=utcnow(),
-            pages=result.pages,
-            keys_seen=result.counts.seen,
-            keys_new=result.counts.new,
-            keys_changed=result.counts.changed,
-            keys_deleted=result.deleted,
-            snapshots_written=result.counts.snapshots,
-            error=result.error,
-        )
-    )
-
-
-def _last_resolved(connection: Connection, requested_as: str) -> str | None:
-    """The UUID an earlier run learnt for ``requested_as`` (for an empty default)."""
-    return connection.scalar(
-        select(SyncRunWorkspace.workspace_id)
-        .where(
-            SyncRunWorkspace.requested_as == requested_as,
-            SyncRunWorkspace.workspace_id != requested_as,
-        )
-        .order_by(SyncRunWorkspace.id.desc())
-        .limit(1)
-    )
-
-
-def _holder(units: _Units, workspace_id: str) -> str:
-    """Which run holds a workspace, as far as the ledger tells."""
-    try:
-        with units.engine.connect() as connection:
-            row = connection.execute(
-                select(SyncRun.id, SyncRun.hostname, SyncRun.pid, SyncRun.started_at)
-                .join(SyncRunWorkspace, SyncRunWorkspace.sync_run_id == SyncRun.id)
-                .where(
-                    SyncRunWorkspace.requested_as == workspace_id,
-                    SyncRunWorkspace.status == "running",
-                )
-                .order_by(SyncRunWorkspace.id.desc())
-                .limit(1)
-            ).first()
-    except SQLAlchemyError:
-        row = None
-    if row is None:
-        return "a run that has not recorded itself yet"
-    since = f"{row.started_at:%Y-%m-%d %H:%M:%S} UTC"
-    return f"run {row.id} on {row.hostname}, pid {row.pid}, started {since}"

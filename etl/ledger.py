@@ -1,0 +1,166 @@
+"""The run ledger: sync_runs and sync_run_workspaces rows, written through a Connection.
+
+Ledger rows are committed apart from the data (a failed workspace is still recorded),
+except a workspace's final counts, which commit with its data.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timezone
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from etl import __version__
+from etl.load import PageCounts
+from models import SyncRun, SyncRunWorkspace
+
+
+def utcnow() -> datetime:
+    """The local clock, aware UTC (for ledger times; data times come from the server)."""
+    return datetime.now(timezone.utc)
+
+
+def start_run(connection: Connection, *, dry_run: bool) -> int:
+    """Insert the run's row (status running) and return its id."""
+    result = connection.execute(
+        insert(SyncRun).values(
+            started_at=utcnow(),
+            status="running",
+            keyledger_version=__version__,
+            hostname=socket.gethostname()[:255],
+            pid=os.getpid(),
+            dry_run=dry_run,
+        )
+    )
+    return _new_id(result.inserted_primary_key)
+
+
+def finish_run(connection: Connection, run_id: int, status: str) -> None:
+    """Close the run's row with its final status."""
+    connection.execute(
+        update(SyncRun).where(SyncRun.id == run_id).values(finished_at=utcnow(), status=status)
+    )
+
+
+def open_workspace(
+    connection: Connection,
+    run_id: int,
+    *,
+    account: str,
+    requested_as: str,
+    status: str = "running",
+    error: str | None = None,
+) -> int:
+    """Insert a workspace's row for this run; a running one abandons dead runs' rows."""
+    if status == "running":
+        # The caller holds the workspace's lock: a row still "running" is a dead run's.
+        connection.execute(
+            update(SyncRunWorkspace)
+            .where(
+                SyncRunWorkspace.requested_as == requested_as,
+                SyncRunWorkspace.status == "running",
+            )
+            .values(status="abandoned")
+        )
+    result = connection.execute(
+        insert(SyncRunWorkspace).values(
+            sync_run_id=run_id,
+            account=account[:255],
+            requested_as=requested_as,
+            workspace_id=requested_as,
+            status=status,
+            started_at=utcnow(),
+            finished_at=None if status == "running" else utcnow(),
+            pages=0,
+            keys_seen=0,
+            keys_new=0,
+            keys_changed=0,
+            keys_deleted=0,
+            snapshots_written=0,
+            error=error,
+        )
+    )
+    return _new_id(result.inserted_primary_key)
+
+
+def close_workspace(
+    connection: Connection,
+    ledger_id: int,
+    *,
+    status: str,
+    pages: int,
+    counts: PageCounts,
+    deleted: int,
+    error: str | None,
+) -> None:
+    """Record how the workspace ended, with its counts."""
+    connection.execute(
+        update(SyncRunWorkspace)
+        .where(SyncRunWorkspace.id == ledger_id)
+        .values(
+            status=status,
+            finished_at=utcnow(),
+            pages=pages,
+            keys_seen=counts.seen,
+            keys_new=counts.new,
+            keys_changed=counts.changed,
+            keys_deleted=deleted,
+            snapshots_written=counts.snapshots,
+            error=error,
+        )
+    )
+
+
+def resolve_workspace(
+    connection: Connection, ledger_id: int, workspace_id: str, server_time: datetime
+) -> None:
+    """Record the workspace's UUID (learnt from its keys) and the listing's server time."""
+    connection.execute(
+        update(SyncRunWorkspace)
+        .where(SyncRunWorkspace.id == ledger_id)
+        .values(workspace_id=workspace_id, server_time=server_time)
+    )
+
+
+def last_resolved(connection: Connection, requested_as: str) -> str | None:
+    """The UUID an earlier run learnt for ``requested_as`` (for an empty default)."""
+    return connection.scalar(
+        select(SyncRunWorkspace.workspace_id)
+        .where(
+            SyncRunWorkspace.requested_as == requested_as,
+            SyncRunWorkspace.workspace_id != requested_as,
+        )
+        .order_by(SyncRunWorkspace.id.desc())
+        .limit(1)
+    )
+
+
+def holder(engine: Engine, workspace_id: str) -> str:
+    """Which run holds a workspace, as far as the ledger tells."""
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(
+                select(SyncRun.id, SyncRun.hostname, SyncRun.pid, SyncRun.started_at)
+                .join(SyncRunWorkspace, SyncRunWorkspace.sync_run_id == SyncRun.id)
+                .where(
+                    SyncRunWorkspace.requested_as == workspace_id,
+                    SyncRunWorkspace.status == "running",
+                )
+                .order_by(SyncRunWorkspace.id.desc())
+                .limit(1)
+            ).first()
+    except SQLAlchemyError:
+        row = None
+    if row is None:
+        return "a run that has not recorded itself yet"
+    since = f"{row.started_at:%Y-%m-%d %H:%M:%S} UTC"
+    return f"run {row.id} on {row.hostname}, pid {row.pid}, started {since}"
+
+
+def _new_id(primary_key: object) -> int:
+    new_id = primary_key[0] if primary_key else None  # type: ignore[index]
+    assert isinstance(new_id, int)
+    return new_id
