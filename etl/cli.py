@@ -246,7 +246,7 @@ def chart_path(_ctx: click.Context, _param: click.Parameter, value: Path | None)
     type=click.Choice(list(FORMATS)),
     default="table",
     show_default=True,
-    help="table for people; csv or json for programs (structure below).",
+    help="table for people; csv or json for programs (structures above).",
 )
 @click.option(
     "--output",
@@ -280,9 +280,11 @@ def report(
     it is deleted). Dates are YYYY-MM-DD (UTC).
 
     \b
-    csv: the same fields, one row per record; the first column, record, is one of
-    workspace_day, workspace_total, top_key, near_limit; an empty cell is unknown or
-    not applicable.
+    csv: one header, then one row per record: record, workspace_id, workspace_name,
+    key_hash, key_name, day, spend_usd, unknown_days, credit_limit, limit_remaining,
+    utilization, limit_reset, days_until_limit, projected_limit_date. record is
+    workspace_day, workspace_total (spend_usd holds the total), top_key or
+    near_limit; an empty cell is unknown or does not apply to the record.
     """
     try:
         url = load_database_url(config_path, database_url=database_url)

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, func, inspect, select, text
 from etl.config import Account, ClientSettings, Secret, Settings
 from etl.database import make_engine, masked
 from etl.errors import LoadError
+from etl.examples import EXAMPLE_QUERIES
 from etl.migrate import upgrade
 from etl.sim_world import World
 from etl.simulator import Simulator, SimulatorServer
@@ -21,24 +22,12 @@ from models import ApiKey, SyncRun, UsageSnapshot, Workspace
 DEMO_TOKEN = "sk-or-v1-demo-management-key"  # accepted by the demo's own simulator only
 CRON_HOUR = 2  # the nightly job runs at 02:00 UTC
 
-# Money is summed with `+ 0` so SQLite compares numbers, not the exact decimal text.
-EXAMPLE_QUERIES = {
-    "Top 5 keys by total spend (USD)": """
-        SELECT name, workspace_id, usage
-        FROM api_keys WHERE deleted_at IS NULL
-        ORDER BY usage + 0 DESC LIMIT 5""",
-    "Keys closest to their credit limit": """
-        SELECT name, credit_limit, limit_remaining, limit_reset
-        FROM api_keys
-        WHERE deleted_at IS NULL AND credit_limit IS NOT NULL AND credit_limit + 0 > 0
-        ORDER BY (limit_remaining + 0) / (credit_limit + 0) LIMIT 5""",
-    "Spend and keys per workspace (deleted keys included)": """
-        SELECT w.name AS workspace, COUNT(*) AS keys,
-               SUM(CASE WHEN k.deleted_at IS NULL THEN 0 ELSE 1 END) AS deleted,
-               SUM(k.usage + 0) AS total_usage
-        FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id
-        GROUP BY w.name ORDER BY total_usage DESC""",
-}
+# Three of the data dictionary's example queries: they run unchanged on every backend.
+DEMO_QUERIES = (
+    "Workspaces by spend this month",
+    "Top 10 keys by spend this month",
+    "Keys that will hit their limit within 7 days",
+)
 
 
 DEFAULT_DEMO_DATABASE = "keyledger-demo.db"
@@ -118,7 +107,9 @@ def show_results(engine: Engine, echo: Callable[[str], None]) -> None:
             for model in (Workspace, ApiKey, UsageSnapshot, SyncRun)
         }
         echo("\nloaded: " + ", ".join(f"{n} rows in {t}" for t, n in counts.items()))
-        for title, sql in EXAMPLE_QUERIES.items():
+        echo("more: keyledger report --database-url <this database>; docs/schema.md for queries")
+        for title in DEMO_QUERIES:
+            sql = EXAMPLE_QUERIES[title]
             query = " ".join(line.strip() for line in sql.strip().splitlines())
             echo(f"\n-- {title}\n{query};")
             result = connection.execute(text(sql))

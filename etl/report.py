@@ -12,20 +12,21 @@ which workspace-days are known, and it is defined as exactly that sum.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal, localcontext
-from typing import Any
 
-from sqlalchemy import Connection, Date, Float, String, column, func, or_, select, table
+from sqlalchemy import Connection, Date, Float, String, and_, column, func, or_, select, table
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl.errors import KeyledgerError
 from models import DailyKeySpend, Workspace
 from models.types import Money, without_padding
 
+EXACT_DIGITS = 200  # far above NUMERIC(65,30)'s 65: sums are never rounded
 NEAR_LIMIT_UTILIZATION = 0.8  # share of the limit used
-NEAR_LIMIT_DAYS = 7  # days until the projected limit date
+NEAR_LIMIT_DAYS = 7  # days until the projected limit date (when it comes before a reset)
 
 DAILY_WORKSPACE_SPEND = table(
     "daily_workspace_spend",
@@ -78,6 +79,11 @@ class WorkspaceSpend:
         """Days of the window whose spend is not known."""
         return sum(1 for d in self.daily if d.spend_usd is None)
 
+    @property
+    def unsynced_days(self) -> int:
+        """Unknown days the ledger has no row for (before the first sync, or not synced)."""
+        return sum(1 for d in self.daily if not d.in_ledger)
+
 
 @dataclass(frozen=True)
 class KeySpend:
@@ -123,23 +129,28 @@ class Report:
         return tuple(self.start + timedelta(n) for n in range((self.end - self.start).days + 1))
 
 
-def exact_sum(amounts: Any) -> Decimal:
+def exact_sum(amounts: Iterable[Decimal]) -> Decimal:
     """The exact sum of Decimal amounts, without trailing zeros."""
     with localcontext() as context:
-        context.prec = 200  # far above NUMERIC(65,30): no sum is ever rounded
+        context.prec = EXACT_DIGITS
         return without_padding(sum(amounts, Decimal(0)))
 
 
 def build_report(connection: Connection, *, days: int = 30, top: int = 10) -> Report:
     """The report for the ``days`` UTC days ending at the latest day in the ledger."""
+    if days < 1:
+        raise ValueError("a report covers at least one day")
     try:
         end = connection.scalar(select(func.max(DAILY_WORKSPACE_SPEND.c.day)))
         if end is None:
-            raise ReportError("no spend in the ledger yet: run `keyledger sync` first")
+            raise ReportError(
+                "nothing to report: no workspace has been synced into this database yet "
+                "(run `keyledger sync` first)"
+            )
         start = end - timedelta(days=days - 1)
         names = {r.id: r.name or r.id for r in connection.execute(select(Workspace))}
         workspaces, keys = workspace_and_key_spend(connection, start, end, names)
-        top_keys = name_keys(connection, keys[:top], names)
+        top_keys = name_keys(connection, keys[:top])
         near = near_limit_keys(connection, names)
     except SQLAlchemyError as exc:
         raise ReportError(f"cannot read the analysis views: {_first_line(exc)}") from exc
@@ -150,8 +161,8 @@ def workspace_and_key_spend(
     connection: Connection, start: date, end: date, names: dict[str, str]
 ) -> tuple[tuple[WorkspaceSpend, ...], list[KeySpend]]:
     """Daily spend per workspace and window spend per key (highest first), exactly."""
-    by_day: dict[tuple[str, date], list[Decimal]] = defaultdict(list)
-    by_key: dict[str, list[Decimal]] = defaultdict(list)
+    by_day: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
+    by_key: dict[str, Decimal] = defaultdict(Decimal)
     unknown: dict[str, int] = defaultdict(int)
     owner: dict[str, tuple[date, str]] = {}
     rows = connection.execute(
@@ -164,14 +175,16 @@ def workspace_and_key_spend(
         .where(DailyKeySpend.day.between(start, end))
         .execution_options(yield_per=10_000)
     )
-    for key_hash, workspace_id, day, spend in rows:
-        if key_hash not in owner or owner[key_hash][0] < day:
-            owner[key_hash] = (day, workspace_id)  # where the key was last seen spending
-        if spend is None:
-            unknown[key_hash] += 1
-        else:
-            by_day[(workspace_id, day)].append(spend)
-            by_key[key_hash].append(spend)
+    with localcontext() as context:
+        context.prec = EXACT_DIGITS
+        for key_hash, workspace_id, day, spend in rows:
+            if key_hash not in owner or owner[key_hash][0] < day:
+                owner[key_hash] = (day, workspace_id)  # where the key last spent
+            if spend is None:
+                unknown[key_hash] += 1
+            else:
+                by_day[(workspace_id, day)] += spend
+                by_key[key_hash] += spend
     view = DAILY_WORKSPACE_SPEND.c
     known: dict[str, dict[date, bool]] = defaultdict(dict)
     for workspace_id, day, spend in connection.execute(
@@ -185,7 +198,9 @@ def workspace_and_key_spend(
             names.get(workspace_id, workspace_id),
             tuple(
                 DaySpend(
-                    d, exact_sum(by_day[(workspace_id, d)]) if seen.get(d) else None, d in seen
+                    d,
+                    without_padding(by_day[(workspace_id, d)]) if seen.get(d) else None,
+                    d in seen,
                 )
                 for d in window
             ),
@@ -194,7 +209,14 @@ def workspace_and_key_spend(
     ]
     workspaces.sort(key=lambda w: (-w.total_usd, w.name, w.workspace_id))
     keys = [
-        KeySpend(h, None, owner[h][1], "", exact_sum(spent), unknown[h])
+        KeySpend(
+            h,
+            None,
+            owner[h][1],
+            names.get(owner[h][1], owner[h][1]),
+            without_padding(spent),
+            unknown[h],
+        )
         for h, spent in by_key.items()
     ]
     keys = [k for k in keys if k.spend_usd > 0]
@@ -202,43 +224,26 @@ def workspace_and_key_spend(
     return tuple(workspaces), keys
 
 
-def name_keys(
-    connection: Connection, keys: list[KeySpend], names: dict[str, str]
-) -> tuple[KeySpend, ...]:
+def name_keys(connection: Connection, keys: list[KeySpend]) -> tuple[KeySpend, ...]:
     """``keys`` with the names ``key_limit_status`` gives live keys (None for the others)."""
     if not keys:
         return ()
     status = KEY_LIMIT_STATUS.c
-    live = dict(
-        connection.execute(
-            select(status.key_hash, status.name).where(
-                status.key_hash.in_([k.key_hash for k in keys])
-            )
-        ).all()
-    )
-    return tuple(
-        KeySpend(
-            k.key_hash,
-            live.get(k.key_hash),
-            k.workspace_id,
-            names.get(k.workspace_id, k.workspace_id),
-            k.spend_usd,
-            k.unknown_days,
-        )
-        for k in keys
-    )
+    in_keys = status.key_hash.in_([k.key_hash for k in keys])
+    live = dict(connection.execute(select(status.key_hash, status.name).where(in_keys)).all())
+    return tuple(replace(k, name=live.get(k.key_hash)) for k in keys)
 
 
 def near_limit_keys(connection: Connection, names: dict[str, str]) -> tuple[LimitStatus, ...]:
     """Live keys that used >= 80% of their limit or will reach it within 7 days."""
     status = KEY_LIMIT_STATUS.c
+    # days_until_limit ignores resets; projected_limit_date is NULL when the limit resets
+    # first, and such a key is not about to run out.
+    soon = and_(
+        status.days_until_limit <= NEAR_LIMIT_DAYS, status.projected_limit_date.is_not(None)
+    )
     rows = connection.execute(
-        select(KEY_LIMIT_STATUS).where(
-            or_(
-                status.utilization >= NEAR_LIMIT_UTILIZATION,
-                status.days_until_limit <= NEAR_LIMIT_DAYS,
-            )
-        )
+        select(KEY_LIMIT_STATUS).where(or_(status.utilization >= NEAR_LIMIT_UTILIZATION, soon))
     )
     found = [
         LimitStatus(

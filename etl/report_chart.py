@@ -40,6 +40,8 @@ def write_chart(report: Report, path: Path) -> None:
     axes.set_title(f"Daily spend per workspace, {report.start} to {report.end} (UTC)")
     axes.set_xlabel("UTC day (gaps: spend unknown)")
     axes.set_ylabel("USD spent per day")
+    half_day = np.timedelta64(12, "h")
+    axes.set_xlim(days[0] - half_day, days[-1] + half_day)  # the whole window, data or not
     axes.set_ylim(bottom=0)
     axes.grid(alpha=0.3)
     axes.legend(title="workspace", fontsize="small")

@@ -23,6 +23,7 @@ import dataclasses
 import io
 import json
 import math
+import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -35,6 +36,7 @@ from etl.report import (
     KeySpend,
     LimitStatus,
     Report,
+    WorkspaceSpend,
 )
 from models.types import without_padding
 
@@ -99,7 +101,7 @@ def format_table(report: Report) -> str:
         "Spend per workspace (USD)",
     ]
     rows: list[tuple[str, ...]] = [
-        (w.name, rounded(w.total_usd), sparkline(w.daily), _unknown(w.unknown_days, n))
+        (w.name, rounded(w.total_usd), sparkline(w.daily), _unknown(w.unknown_days, n, w))
         for w in report.workspaces
     ]
     out += _table(("workspace", "total", "daily", ""), rows, right={1})
@@ -121,8 +123,8 @@ def format_table(report: Report) -> str:
     out += _table(("#", "key", "workspace", "spend", ""), rows, right={0, 3})
     out += [
         "",
-        f"Keys near their limit (>= {NEAR_LIMIT_UTILIZATION:.0%} used or "
-        f"<= {NEAR_LIMIT_DAYS} days left)",
+        f"Keys near their limit (>= {NEAR_LIMIT_UTILIZATION:.0%} used, or reaching it "
+        f"within {NEAR_LIMIT_DAYS} days at the last 7 days' pace)",
     ]
     rows = [
         (
@@ -214,20 +216,27 @@ FORMATS: dict[str, Callable[[Report], str]] = {
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
     if not rows:
         return ["  (none)"]
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    widths = [max(_width(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
-        parts = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
+        parts = []
+        for i, (cell, width) in enumerate(zip(cells, widths, strict=True)):
+            pad = " " * (width - _width(cell))
+            parts.append(pad + cell if i in right else cell + pad)
         return ("  " + "  ".join(parts)).rstrip()
 
     return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
-def _unknown(days: int, window: int) -> str:
-    return f"{days} of {window} days unknown" if days else ""
+def _width(text: str) -> int:
+    """Terminal columns: wide (CJK, emoji) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _unknown(days: int, window: int, workspace: WorkspaceSpend | None = None) -> str:
+    unsynced = 0 if workspace is None else workspace.unsynced_days
+    note = f" ({unsynced} not synced)" if unsynced else ""
+    return f"{days} of {window} days unknown{note}" if days else ""
 
 
 def _percent(share: float | None) -> str:

@@ -15,14 +15,20 @@ from models.types import Money, UtcDateTime
 # Views are created by migrations, not models: their columns are described here.
 VIEWS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "daily_workspace_spend": (
-        "Spend per workspace per UTC day: the sum of daily_key_spend, NULL when the day or "
-        "the next was not observed (or any key's spend that day is unknown).",
+        "Spend per workspace per UTC day: the sum of its keys' daily_key_spend, NULL when "
+        "the day or the next was not observed. One row per day since the workspace's first "
+        "successful sync.",
         [
             ("workspace_id", "Workspace UUID."),
             ("day", "The UTC day."),
             ("spend_usd", "OpenRouter credit spent that day in USD; NULL = unknown."),
             ("byok_spend_usd", "BYOK spend that day in USD; NULL = unknown."),
             ("active_keys", "Keys with any spend that day."),
+            (
+                "unknown_keys",
+                "Keys whose own spend that day is unknown (e.g. deleted between two syncs): "
+                "left out of spend_usd, which is then a lower bound.",
+            ),
         ],
     ),
     "weekly_workspace_spend": (
@@ -66,13 +72,13 @@ VIEWS: dict[str, tuple[str, list[tuple[str, str]]]] = {
             ("as_of_day", "The workspace's latest observed day: the projection starts there."),
             (
                 "days_until_limit",
-                "Whole days until limit_remaining is spent at the 7-day burn rate; NULL "
-                "without a limit or recent spend.",
+                "Whole days (rounded down) until limit_remaining is spent at the 7-day burn "
+                "rate, ignoring resets; NULL without a limit or recent spend.",
             ),
             (
                 "projected_limit_date",
-                "as_of_day + days_until_limit; NULL when it never runs out (no limit, no "
-                "spend, or the limit resets first).",
+                "The day the limit runs out: as_of_day + days_until_limit; NULL when it never "
+                "does (no limit, no recent spend, or the limit resets first).",
             ),
         ],
     ),

@@ -86,7 +86,7 @@ def test_workspace_spend_is_the_sum_of_its_keys(engine: Engine) -> None:
     stored = stored_spend(engine)
     rows = view_rows(
         engine,
-        "SELECT workspace_id, day, spend_usd, byok_spend_usd, active_keys "
+        "SELECT workspace_id, day, spend_usd, byok_spend_usd, active_keys, unknown_keys "
         "FROM daily_workspace_spend",
     )
     assert rows
@@ -98,9 +98,10 @@ def test_workspace_spend_is_the_sum_of_its_keys(engine: Engine) -> None:
         if day == DAY + timedelta(days=3):
             assert row.spend_usd is None  # the last day is not over
             continue
-        expected = sum((v[0] for v in keys.values()), Decimal(0))
+        expected = sum((v[0] for v in keys.values() if v[0] is not None), Decimal(0))
         assert abs(Decimal(str(row.spend_usd)) - expected) <= Decimal("1e-9")
         assert row.active_keys == sum(1 for v in keys.values() if v[0] or v[1])
+        assert row.unknown_keys == sum(1 for v in keys.values() if v[0] is None)
 
 
 def test_deleted_key_keeps_its_spend_history(engine: Engine) -> None:
@@ -122,6 +123,13 @@ def test_deleted_key_keeps_its_spend_history(engine: Engine) -> None:
         engine, "SELECT spend_usd FROM monthly_key_spend WHERE key_hash = :h", h=spent[0]
     )
     assert len(monthly) == 1 and monthly[0].spend_usd is None  # the month has an unknown day
+    workspace_day = view_rows(
+        engine,
+        "SELECT spend_usd, unknown_keys FROM daily_workspace_spend WHERE day = :d",
+        d=DAY + timedelta(days=2),
+    )
+    # The workspace's day is still known: the deleted key is left out and counted.
+    assert workspace_day[0].spend_usd is not None and workspace_day[0].unknown_keys == 1
 
 
 def test_key_created_between_syncs_has_its_first_day_spend(engine: Engine) -> None:
@@ -188,7 +196,7 @@ def test_key_limit_status_lists_live_keys_with_burn_rate(engine: Engine) -> None
     assert Decimal(str(status.spend_last_30_days)) == Decimal(18)
     truth = {k["hash"]: k for k in world.truth_keys()}[burner]
     left = truth["limit_remaining"]
-    days = math.ceil(left / 2)  # 2 USD a day, rounded up to whole days
+    days = math.floor(left / 2)  # 2 USD a day: whole days left, rounded down
     assert as_date(status.projected_limit_date) == as_date(status.as_of_day) + timedelta(
         days=int(days)
     )

@@ -171,18 +171,21 @@ def downgrade() -> None:
 # Money is compared and summed as `x + 0`: on SQLite the exact decimal is stored as
 # TEXT, and `+ 0` makes SQLite treat it as a number (it already is one elsewhere).
 
+# A day's total is known when the workspace was observed that day and the next; a key
+# whose own spend is unknown that day (e.g. deleted between the syncs) is left out of
+# the sum and counted in unknown_keys.
 DAILY_WORKSPACE_SPEND = """
 CREATE VIEW daily_workspace_spend AS
 SELECT wd.workspace_id AS workspace_id,
        wd.day AS day,
        CASE WHEN wd.observed AND wd.next_day_observed
-                 AND COUNT(s.key_hash) = COUNT(s.spend_usd)
             THEN COALESCE(SUM(s.spend_usd + 0), 0) END AS spend_usd,
        CASE WHEN wd.observed AND wd.next_day_observed
-                 AND COUNT(s.key_hash) = COUNT(s.byok_spend_usd)
             THEN COALESCE(SUM(s.byok_spend_usd + 0), 0) END AS byok_spend_usd,
        SUM(CASE WHEN s.spend_usd + 0 > 0 OR s.byok_spend_usd + 0 > 0 THEN 1 ELSE 0 END)
-           AS active_keys
+           AS active_keys,
+       SUM(CASE WHEN s.key_hash IS NOT NULL AND s.spend_usd IS NULL THEN 1 ELSE 0 END)
+           AS unknown_keys
 FROM workspace_days wd
 LEFT JOIN daily_key_spend s ON s.workspace_id = wd.workspace_id AND s.day = wd.day
 GROUP BY wd.workspace_id, wd.day, wd.observed, wd.next_day_observed
@@ -228,11 +231,12 @@ ADD_DAYS = {
     "mysql": "DATE_ADD({d}, INTERVAL {n} DAY)",
     "sqlite": "date({d}, '+' || CAST({n} AS INTEGER) || ' days')",
 }
-CEILING = {
-    "postgresql": "CEIL({x})",
-    "mysql": "CEIL({x})",
-    # Not every SQLite build has math functions.
-    "sqlite": "(CAST({x} AS INTEGER) + ({x} > CAST({x} AS INTEGER)))",
+# Whole days, rounded down: a limit that lasts 0.5 days at the burn rate runs out on
+# the as-of day itself. (Only used on positive numbers; not every SQLite build has FLOOR.)
+WHOLE_DAYS = {
+    "postgresql": "FLOOR({x})",
+    "mysql": "FLOOR({x})",
+    "sqlite": "CAST({x} AS INTEGER)",
 }
 NEXT_MONDAY = {
     "postgresql": "(CAST(date_trunc('week', {d}) AS DATE) + 7)",
@@ -267,7 +271,7 @@ SELECT k.hash AS key_hash,
        COALESCE(w.spend_30d, 0) AS spend_last_30_days,
        d.as_of_day AS as_of_day,
        CASE WHEN k.credit_limit IS NOT NULL AND w.spend_7d > 0 AND d.days_7d > 0
-            THEN {days_left_ceiling} END AS days_until_limit,
+            THEN {whole_days_left} END AS days_until_limit,
        CASE WHEN k.credit_limit IS NULL OR w.spend_7d IS NULL OR w.spend_7d <= 0
                  OR d.days_7d IS NULL OR d.days_7d = 0 THEN NULL
             WHEN k.limit_reset = 'daily' AND {projected} >= {next_day} THEN NULL
@@ -317,11 +321,11 @@ def create_views() -> None:
     op.execute(WEEKLY_WORKSPACE_SPEND.format(week=WEEK_START[dialect].format(d="day")))
     op.execute(MONTHLY_KEY_SPEND.format(month=MONTH_START[dialect].format(d="day")))
     days_left = "(k.limit_remaining + 0.0) / (w.spend_7d / d.days_7d)"
-    projected = ADD_DAYS[dialect].format(d="d.as_of_day", n=CEILING[dialect].format(x=days_left))
+    projected = ADD_DAYS[dialect].format(d="d.as_of_day", n=WHOLE_DAYS[dialect].format(x=days_left))
     op.execute(
         KEY_LIMIT_STATUS.format(
             recent=RECENT_DAYS,
-            days_left_ceiling=CEILING[dialect].format(x=days_left),
+            whole_days_left=WHOLE_DAYS[dialect].format(x=days_left),
             projected=projected,
             next_day=ADD_DAYS[dialect].format(d="d.as_of_day", n="1"),
             next_monday=NEXT_MONDAY[dialect].format(d="d.as_of_day"),
