@@ -8,6 +8,7 @@ each record holds the whole payload in ``raw``, and ``extra`` lists the unknown 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -160,6 +161,10 @@ class _KeyReader:
         value = self.get(name, required=True)
         if not isinstance(value, str):
             raise self.fail(name, f"should be a string, got {_describe(value)}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a "\ud800"-style escape
+            raise self.fail(name, "is not valid Unicode (a lone surrogate escape)") from None
         return value
 
     def maybe_text(self, name: str, *, required: bool = True) -> str | None:
@@ -293,13 +298,62 @@ def _data(body: Any, kind: type, offset: int | None) -> Any:
     return body["data"]
 
 
+# json.dumps cannot write a Decimal as a number, so each Decimal goes in as a marked
+# string and the marks are replaced by the bare digits afterwards: one C-speed dumps
+# per key instead of a Python walk over every value (it was the main per-row cost).
+# A NUL cannot reach the output unescaped, so "\u0000" followed by a Decimal's digits
+# is the mark; payloads whose own strings contain NUL take the slow, plain walk.
+_MARK = "\x00"
+_MARKED = re.compile(r'"\\u0000([-+0-9.eEnNaIfinity]+)"')
+
+
 def dump_json(value: Any) -> str:
     """Serialize parsed JSON back to text, writing every ``Decimal`` digit for digit."""
+    try:
+        marked = _mark(value)
+    except _HasNul:
+        return _dump_slowly(value)
+    return _MARKED.sub(r"\1", json.dumps(marked, separators=(",", ":"), allow_nan=False))
+
+
+class _HasNul(Exception):
+    pass
+
+
+def _mark(value: Any) -> Any:
+    kind = type(value)
+    if kind is Decimal:
+        return _MARK + str(value)  # e.g. "0.30000000000000004" or "1E-9": valid JSON
+    if kind is str:
+        if _MARK in value:
+            raise _HasNul
+        return value
+    if kind is dict:
+        # The common case, a flat key object, without a call per value.
+        marked = {}
+        for key, item in value.items():
+            key = str(key)
+            if _MARK in key:
+                raise _HasNul
+            item_kind = type(item)
+            if item_kind is Decimal:
+                marked[key] = _MARK + str(item)
+            elif item_kind is dict or item_kind is list or item_kind is str:
+                marked[key] = _mark(item)
+            else:
+                marked[key] = item  # int, bool, None
+        return marked
+    if kind is list or kind is tuple:
+        return [_mark(item) for item in value]
+    return value
+
+
+def _dump_slowly(value: Any) -> str:
     if isinstance(value, Decimal):
-        return str(value)  # e.g. "0.30000000000000004" or "1E-9": both valid JSON numbers
+        return str(value)
     if isinstance(value, dict):
-        items = (f"{json.dumps(str(k))}:{dump_json(v)}" for k, v in value.items())
+        items = (f"{json.dumps(str(k))}:{_dump_slowly(v)}" for k, v in value.items())
         return "{" + ",".join(items) + "}"
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(dump_json(v) for v in value) + "]"
+        return "[" + ",".join(_dump_slowly(v) for v in value) + "]"
     return json.dumps(value, allow_nan=False)

@@ -16,6 +16,9 @@ from sqlalchemy.types import TypeDecorator
 MONEY_PRECISION, MONEY_SCALE = 65, 30
 
 
+MONEY_CONTEXT_DIGITS = 28  # decimal's default precision
+
+
 def without_padding(amount: Decimal) -> Decimal:
     """``amount`` without the trailing zeros NUMERIC(65,30) pads it with, exactly.
 
@@ -26,6 +29,11 @@ def without_padding(amount: Decimal) -> Decimal:
         return amount  # NaN or infinity: never stored, left as is
     if amount.is_zero():
         return Decimal(0)
+    if exponent >= 0 or digit_tuple[-1] != 0:
+        return amount  # no padding to drop
+    if len(digit_tuple) <= MONEY_CONTEXT_DIGITS:  # normalize() is exact at this size
+        normal = amount.normalize()
+        return normal.quantize(Decimal(1)) if normal.as_tuple().exponent > 0 else normal  # type: ignore[operator]
     digits = list(digit_tuple)
     while exponent < 0 and len(digits) > 1 and digits[-1] == 0:
         digits.pop()

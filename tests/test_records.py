@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -133,3 +134,24 @@ def test_money_that_would_be_rounded_by_the_database_is_refused(text: str) -> No
     payload["usage"] = parse_json(text.encode())
     with pytest.raises(PayloadError, match="'usage' has more digits than can be stored exactly"):
         parse_key(payload, offset=0)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"name": "nul \x00 then digits", "usage": Decimal("1.5")},
+        {"name": "\x001.5", "n": [Decimal("1E-9"), {"deep": Decimal("0.30000000000000004")}]},
+        {"\x00key": Decimal("2"), "x": None, "y": True, "z": 3},
+        {"plain": "ünïcode 🚀", "list": [1, "two", None], "money": Decimal("-0.000001")},
+    ],
+)
+def test_dump_json_is_exact_even_with_nul_in_strings(payload: dict[str, object]) -> None:
+    text = dump_json(payload)
+    assert parse_json(text.encode()) == payload
+    assert json.loads(text, parse_float=Decimal) == payload
+
+
+def test_lone_surrogate_is_rejected_by_name() -> None:
+    body = parse_json(b'{"name": "bad \\ud800 escape"}')
+    with pytest.raises(PayloadError, match="'name' is not valid Unicode"):
+        parse_key(key_payload(1, name=body["name"]), offset=0)  # type: ignore[index]
