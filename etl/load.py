@@ -15,20 +15,13 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from etl import history
-from etl.records import KeyRecord, dump_json
+from etl.records import MONEY_FIELDS, KeyRecord, dump_json
 from etl.upsert import upsert
 from models import ApiKey, SyncSeenKey, UsageSnapshot, Workspace
 
 # Values whose change writes a usage_snapshots row (descriptive fields do not).
 SNAPSHOT_FIELDS = (
-    "usage",
-    "usage_daily",
-    "usage_weekly",
-    "usage_monthly",
-    "byok_usage",
-    "byok_usage_daily",
-    "byok_usage_weekly",
-    "byok_usage_monthly",
+    *MONEY_FIELDS,
     "credit_limit",
     "limit_remaining",
     "limit_reset",
