@@ -14,8 +14,9 @@ from etl.database import make_engine, masked
 from etl.errors import LoadError
 from etl.examples import EXAMPLE_QUERIES
 from etl.migrate import upgrade
+from etl.sim_server import SimulatorServer
 from etl.sim_world import World
-from etl.simulator import Simulator, SimulatorServer
+from etl.simulator import Simulator
 from etl.sync import run_sync
 from models import ApiKey, SyncRun, UsageSnapshot, Workspace
 

@@ -9,8 +9,9 @@ from types import FrameType
 
 import click
 
+from etl.sim_server import SimulatorServer
 from etl.sim_world import World
-from etl.simulator import RETRY_AFTER_MODES, Faults, Simulator, SimulatorServer
+from etl.simulator import RETRY_AFTER_MODES, Faults, Simulator
 
 _RATE = click.FloatRange(0.0, 1.0)
 _COUNT = click.IntRange(min=0)

@@ -18,8 +18,9 @@ from sqlalchemy import func, select
 from etl.cli import cli
 from etl.database import make_engine
 from etl.records import parse_json
+from etl.sim_server import SimulatorServer
 from etl.sim_world import World
-from etl.simulator import Simulator, SimulatorServer
+from etl.simulator import Simulator
 from models import ApiKey, SyncRunWorkspace
 
 TOKEN = "sk-or-v1-cli-test-key-0123456789"

@@ -21,8 +21,9 @@ from etl.errors import (
     PaginationError,
     PayloadError,
 )
+from etl.sim_server import SimulatorServer, run_simulator
 from etl.sim_world import World
-from etl.simulator import Faults, SimulatorServer, run_simulator
+from etl.simulator import Faults
 from tests.helpers import SECRET, error_body, json_response, key_payload, secret, settings
 
 WORKSPACE = "0df9e665-d932-5740-b2c7-b52af166bc11"

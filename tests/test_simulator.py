@@ -25,8 +25,9 @@ from jsonschema import Draft202012Validator, ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from etl.sim_server import SimulatorServer, run_simulator
 from etl.sim_world import ActivityRates, World, iso_ms
-from etl.simulator import Faults, Simulator, SimulatorServer, encode_json, run_simulator
+from etl.simulator import Faults, Simulator, encode_json
 
 TOKEN = "sim-test-token-0123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
