@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl import __version__
+from etl import __version__, locks
 from etl.load import PageCounts
 from models import SyncRun, SyncRunWorkspace
 
@@ -23,7 +23,7 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def start_run(connection: Connection, *, dry_run: bool) -> int:
+def start_run(connection: Connection, *, dry_run: bool, lock_token: str) -> int:
     """Insert the run's row (status running) and return its id."""
     result = connection.execute(
         insert(SyncRun).values(
@@ -33,9 +33,43 @@ def start_run(connection: Connection, *, dry_run: bool) -> int:
             hostname=socket.gethostname()[:255],
             pid=os.getpid(),
             dry_run=dry_run,
+            lock_token=lock_token,
         )
     )
     return _new_id(result.inserted_primary_key)
+
+
+def run_lock_name(lock_token: str) -> str:
+    """The lock a run holds for as long as its process lives."""
+    return f"run:{lock_token}"
+
+
+def abandon_dead_runs(engine: Engine) -> int:
+    """Mark abandoned every run left "running" whose lock nobody holds: its process died
+    (a killed run never gets to write its own end). Returns how many."""
+    with engine.connect() as connection:
+        running = connection.execute(
+            select(SyncRun.id, SyncRun.lock_token).where(SyncRun.status == "running")
+        ).all()
+    dead = []
+    for run_id, token in running:
+        lock = locks.try_lock(engine, run_lock_name(token), ephemeral=True)
+        if lock is not None:
+            dead.append(run_id)
+            lock.release()
+    if dead:
+        with engine.begin() as connection:
+            connection.execute(
+                update(SyncRun)
+                .where(SyncRun.id.in_(dead), SyncRun.status == "running")
+                .values(status="abandoned", finished_at=utcnow())
+            )
+            connection.execute(
+                update(SyncRunWorkspace)
+                .where(SyncRunWorkspace.sync_run_id.in_(dead), SyncRunWorkspace.status == "running")
+                .values(status="abandoned")
+            )
+    return len(dead)
 
 
 def finish_run(connection: Connection, run_id: int, status: str) -> None:

@@ -144,19 +144,18 @@ def load_keys(
 def _stored_state(connection: Connection, hashes: list[str]) -> dict[str, Any]:
     """What the database knows of these keys: the fields change detection compares,
     and when each key's latest snapshot was captured."""
-    latest = (
-        select(UsageSnapshot.key_hash, func.max(UsageSnapshot.captured_at).label("snapshot_at"))
-        .where(UsageSnapshot.key_hash.in_(hashes))
-        .group_by(UsageSnapshot.key_hash)
-        .subquery()
+    # A correlated MAX per key: every planner answers it from the (key_hash, captured_at)
+    # index, even before statistics exist (a grouped subquery was a full scan then).
+    snapshot_at = (
+        select(func.max(UsageSnapshot.captured_at))
+        .where(UsageSnapshot.key_hash == ApiKey.hash)
+        .correlate(ApiKey)
+        .scalar_subquery()
+        .label("snapshot_at")
     )
     fields = {"raw_json", "deleted_at", *SNAPSHOT_FIELDS, *history.VERSIONED_FIELDS}
-    columns = [ApiKey.hash, *(getattr(ApiKey, f) for f in sorted(fields)), latest.c.snapshot_at]
-    query = (
-        select(*columns)
-        .outerjoin(latest, latest.c.key_hash == ApiKey.hash)
-        .where(ApiKey.hash.in_(hashes))
-    )
+    columns = [ApiKey.hash, *(getattr(ApiKey, f) for f in sorted(fields)), snapshot_at]
+    query = select(*columns).where(ApiKey.hash.in_(hashes))
     return {row.hash: row._mapping for row in connection.execute(query)}
 
 

@@ -31,9 +31,9 @@ class WorkspaceLock(Protocol):
         """Give the lock back."""
 
 
-def lock_name(workspace_id: str) -> str:
-    """The lock's name for one workspace (short enough for GET_LOCK's 64 characters)."""
-    return f"keyledger:{workspace_id}"[:64]
+def lock_name(subject: str) -> str:
+    """The lock's name (short enough for GET_LOCK's 64 characters)."""
+    return f"keyledger:{subject}"[:64]
 
 
 class _ServerLock:
@@ -51,19 +51,27 @@ class _ServerLock:
 
 
 class _FileLock:
-    def __init__(self, handle: IO[bytes]) -> None:
+    def __init__(self, handle: IO[bytes], path: Path, *, ephemeral: bool) -> None:
         self._handle = handle
+        self._path = path
+        self._ephemeral = ephemeral
 
     def release(self) -> None:
+        if self._ephemeral:
+            # Safe to remove while locked: whoever opens it next takes a lock on a fresh
+            # file, which only ever answers "not held", and a run lock is only asked
+            # about a run the ledger still shows running.
+            self._path.unlink(missing_ok=True)
         self._handle.close()  # closing the descriptor drops the flock
 
 
-def try_lock(engine: Engine, workspace_id: str) -> WorkspaceLock | None:
-    """Take the workspace's lock without waiting; None when another run holds it."""
-    name = lock_name(workspace_id)
+def try_lock(engine: Engine, subject: str, *, ephemeral: bool = False) -> WorkspaceLock | None:
+    """Take the lock on ``subject`` (a workspace id, or a run's) without waiting; None
+    when another process holds it. ``ephemeral`` locks remove their file on release."""
+    name = lock_name(subject)
     dialect = engine.dialect.name
     if dialect == "sqlite":
-        return _try_file_lock(engine, name)
+        return _try_file_lock(engine, name, ephemeral=ephemeral)
     connection = engine.connect()
     params: dict[str, Any]
     try:
@@ -86,7 +94,7 @@ def try_lock(engine: Engine, workspace_id: str) -> WorkspaceLock | None:
     return _ServerLock(connection, release, params)
 
 
-def _try_file_lock(engine: Engine, name: str) -> WorkspaceLock | None:
+def _try_file_lock(engine: Engine, name: str, *, ephemeral: bool) -> WorkspaceLock | None:
     database = engine.url.database
     if not database or database == ":memory:" or fcntl is None:
         return _NoLock()  # a private in-memory database has no other writer
@@ -103,7 +111,7 @@ def _try_file_lock(engine: Engine, name: str) -> WorkspaceLock | None:
         handle.close()
         raise
     os.chmod(path, 0o600)
-    return _FileLock(handle)
+    return _FileLock(handle, path, ephemeral=ephemeral)
 
 
 class _NoLock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -126,11 +127,16 @@ def run_sync(
     """Sync every configured workspace of every account; never raises for one workspace."""
     started = time.monotonic()
     make_client = client_factory or (lambda a: OpenRouterClient(a.client, a.management_key))
+    # Held for the whole run: while it is held, nobody takes this run for dead.
+    token = str(uuid.uuid4())
+    run_lock = locks.try_lock(engine, ledger.run_lock_name(token), ephemeral=True)
     units = _Units(engine, dry_run=dry_run)
     results: list[WorkspaceResult] = []
     try:
+        if not dry_run:
+            ledger.abandon_dead_runs(engine)
         with units.unit() as connection:
-            run_id = ledger.start_run(connection, dry_run=dry_run)
+            run_id = ledger.start_run(connection, dry_run=dry_run, lock_token=token)
         for account in settings.accounts:
             with make_client(account) as client:
                 try:
@@ -157,6 +163,8 @@ def run_sync(
         raise LoadError(one_line(exc)) from exc
     finally:
         units.close()
+        if run_lock is not None:
+            run_lock.release()
 
 
 def _sync_workspace(

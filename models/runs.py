@@ -33,6 +33,11 @@ class SyncRun(Base):
     )
     hostname: Mapped[str] = mapped_column(String(255), comment="Host the run ran on.")
     pid: Mapped[int] = mapped_column(Integer, comment="Process id of the run.")
+    lock_token: Mapped[str] = mapped_column(
+        String(36),
+        comment="Names the lock the run holds while it lives; a later run that can take "
+        "it knows this run died and marks it abandoned.",
+    )
     dry_run: Mapped[bool] = mapped_column(
         Boolean, comment="True for --dry-run (such runs are rolled back and never stored)."
     )

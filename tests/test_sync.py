@@ -343,3 +343,26 @@ def test_workspace_held_by_another_run_is_skipped(engine: Engine) -> None:
     assert {w.workspace_id: w.status for w in result.workspaces}[held] == "skipped"
     assert everything_held.status == "locked"
     assert count(engine, ApiKey, ApiKey.workspace_id == held) == 0
+
+
+def test_a_run_whose_process_died_is_marked_abandoned(engine: Engine) -> None:
+    from etl import ledger, locks
+
+    with engine.begin() as connection:
+        dead = ledger.start_run(connection, dry_run=False, lock_token="0" * 36)
+        alive = ledger.start_run(connection, dry_run=False, lock_token="1" * 36)
+        stale = ledger.open_workspace(connection, dead, account="a", requested_as="default")
+    held = locks.try_lock(engine, ledger.run_lock_name("1" * 36), ephemeral=True)
+    assert held is not None
+    try:
+        sync(engine, make_simulator(workspaces=1, keys=3))
+    finally:
+        held.release()
+    with engine.connect() as connection:
+        status = dict(connection.execute(select(SyncRun.id, SyncRun.status)).all())
+        stale_status = connection.scalar(
+            select(SyncRunWorkspace.status).where(SyncRunWorkspace.id == stale)
+        )
+    assert status[dead] == "abandoned"  # nobody held its lock: its process is gone
+    assert status[alive] == "running"  # its lock is held: still going
+    assert stale_status == "abandoned"

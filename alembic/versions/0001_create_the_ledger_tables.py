@@ -228,6 +228,12 @@ def upgrade() -> None:
         ),
         sa.Column("pid", sa.Integer(), nullable=False, comment="Process id of the run."),
         sa.Column(
+            "lock_token",
+            sa.String(length=36),
+            nullable=False,
+            comment="Names the lock the run holds while it lives; a later run that can take it knows this run died and marks it abandoned.",
+        ),
+        sa.Column(
             "dry_run",
             sa.Boolean(),
             nullable=False,
