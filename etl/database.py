@@ -45,8 +45,15 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+WRITE = {"keyledger_write": True}  # execution options of a connection that will write
+
+
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # A deferred transaction that reads, then writes, fails at once (SQLITE_BUSY) when
+    # another process wrote in between; IMMEDIATE takes the write lock up front and
+    # waits for it (busy timeout) instead. Read-only connections stay deferred.
+    immediate = connection.get_execution_options().get("keyledger_write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def check_connection(engine: Engine) -> None:

@@ -159,6 +159,19 @@ def resolve_workspace(
     )
 
 
+def synced_since(connection: Connection, requested_as: str, since: datetime) -> int | None:
+    """The run that finished syncing the workspace at or after ``since``, if any."""
+    return connection.scalar(
+        select(SyncRunWorkspace.sync_run_id)
+        .where(
+            SyncRunWorkspace.requested_as == requested_as,
+            SyncRunWorkspace.status == "ok",
+            SyncRunWorkspace.finished_at >= since,
+        )
+        .limit(1)
+    )
+
+
 def last_resolved(connection: Connection, requested_as: str) -> str | None:
     """The UUID an earlier run learnt for ``requested_as`` (for an empty default)."""
     return connection.scalar(

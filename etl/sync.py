@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from etl import history, ledger, load, locks
 from etl.client import OpenRouterClient
 from etl.config import DEFAULT_WORKSPACE, Account, Settings, WorkspaceSpec
+from etl.database import WRITE
 from etl.errors import ApiError, AuthError, LoadError
 from etl.extract import resolve_workspaces
 
@@ -56,12 +57,13 @@ class SyncResult:
 
     @property
     def status(self) -> str:
-        """ok, partial, failed or locked (every workspace held by another run)."""
+        """ok (nothing failed; workspaces another run had are skipped), partial (some
+        failed), failed (none synced) or locked (every workspace held by another run)."""
         states = {w.status for w in self.workspaces}
-        if states == {"ok"}:
-            return "ok"
         if states == {"skipped"}:
             return "locked"
+        if "failed" not in states:
+            return "ok"
         return "partial" if "ok" in states else "failed"
 
     def summary(self) -> str:
@@ -97,14 +99,18 @@ class _Units:
     def __init__(self, engine: Engine, *, dry_run: bool) -> None:
         self.engine = engine
         self.dry_run = dry_run
-        self._outer: Connection | None = engine.connect() if dry_run else None
-        if self._outer is not None:
+        self._outer: Connection | None = None
+        if dry_run:
+            self._outer = engine.connect().execution_options(**WRITE)
             self._outer.begin()
 
     @contextmanager
     def unit(self) -> Iterator[Connection]:
         if self._outer is None:
-            with self.engine.begin() as connection:
+            with (
+                self.engine.connect().execution_options(**WRITE) as connection,
+                connection.begin(),
+            ):
                 yield connection
         else:
             with self._outer.begin_nested():
@@ -135,6 +141,7 @@ def run_sync(
     try:
         if not dry_run:
             ledger.abandon_dead_runs(engine)
+        run_started = ledger.utcnow()
         with units.unit() as connection:
             run_id = ledger.start_run(connection, dry_run=dry_run, lock_token=token)
         for account in settings.accounts:
@@ -149,7 +156,7 @@ def run_sync(
                     continue
                 for workspace in workspaces:
                     result = _sync_workspace(
-                        units, client, run_id, account, workspace, wait_seconds
+                        units, client, run_id, run_started, account, workspace, wait_seconds
                     )
                     results.append(result)
                     if result.key_refused:
@@ -171,6 +178,7 @@ def _sync_workspace(
     units: _Units,
     client: OpenRouterClient,
     run_id: int,
+    run_started: datetime,
     account: Account,
     workspace: WorkspaceSpec,
     wait_seconds: float,
@@ -192,6 +200,20 @@ def _sync_workspace(
         return result
     try:
         with units.unit() as connection:
+            other = ledger.synced_since(connection, workspace.id, run_started)
+            if other is not None:
+                # Another run (another cron host, say) synced it while this run went on.
+                result.status = "skipped"
+                result.error = f"already synced by run {other} while this run was going"
+                ledger.open_workspace(
+                    connection,
+                    run_id,
+                    account=account.name,
+                    requested_as=workspace.id,
+                    status="skipped",
+                    error=result.error,
+                )
+                return result
             ledger_id = ledger.open_workspace(
                 connection, run_id, account=account.name, requested_as=workspace.id
             )

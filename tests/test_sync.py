@@ -339,7 +339,7 @@ def test_workspace_held_by_another_run_is_skipped(engine: Engine) -> None:
         everything_held = sync(engine, simulator, workspaces=(held,))
     finally:
         lock.release()
-    assert result.status == "partial"
+    assert result.status == "ok"  # nothing failed: the held workspace is another run's job
     assert {w.workspace_id: w.status for w in result.workspaces}[held] == "skipped"
     assert everything_held.status == "locked"
     assert count(engine, ApiKey, ApiKey.workspace_id == held) == 0
