@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 
 from etl.errors import ApiError, PaginationError
 from etl.records import KeyRecord
@@ -108,6 +109,19 @@ class _Prefetcher:
             self._pending.popleft()[1].cancel()
 
 
+def _check_newest_first(items: list[KeyRecord], *, workspace: str, offset: int) -> None:
+    """The cursor is only sound on a newest-first listing: refuse any other order
+    (it would make keys look already listed and drop them silently)."""
+    for earlier, later in pairwise(items):
+        if later.created_at > earlier.created_at:
+            raise PaginationError(
+                f"the listing is not newest first: key {later.hash} (created "
+                f"{later.created_at:%Y-%m-%dT%H:%M:%S}Z) follows a key created before it",
+                workspace=workspace,
+                offset=offset,
+            )
+
+
 def iter_key_pages(
     fetch: Callable[[int], FetchedPage],
     *,
@@ -137,6 +151,7 @@ def iter_key_pages(
             items = page.records
             if not items:
                 return
+            _check_newest_first(items, workspace=workspace, offset=offset)
             page_size = max(page_size, len(items))
             if offset > 0 and cursor.is_behind(items[0]):
                 # Keys were deleted before this offset; some may have slipped past.

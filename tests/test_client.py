@@ -620,3 +620,14 @@ def test_socket_slow_response_times_out_and_is_retried() -> None:
         slow = server.simulator.stats.faults["slow"]
     assert got == truth
     assert slow > 0
+
+
+def test_listing_not_newest_first_is_an_error_not_a_silent_loss() -> None:
+    api = FakeKeysApi(5)
+    api.keys[1], api.keys[2] = api.keys[2], api.keys[1]  # one key out of order
+
+    client, _ = make_client(api.handler)
+    with client, pytest.raises(PaginationError, match="not newest first") as caught:
+        hashes(client)
+    assert api.keys[2]["hash"] in str(caught.value)
+    assert "offset 0" in str(caught.value)
