@@ -9,6 +9,7 @@ never blocks the next one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 try:
     import fcntl
@@ -46,8 +48,11 @@ class _ServerLock:
         try:
             self._connection.execute(text(self._release_sql), self._params)
             self._connection.commit()
+        except SQLAlchemyError:
+            pass  # the session is gone, and the server released its locks with it
         finally:
-            self._connection.close()  # closing the session would release it anyway
+            with contextlib.suppress(SQLAlchemyError):
+                self._connection.close()  # closing the session releases them anyway
 
 
 class _FileLock:

@@ -9,6 +9,7 @@ one outer transaction that is rolled back at the end (workspaces become savepoin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -118,8 +119,10 @@ class _Units:
 
     def close(self) -> None:
         if self._outer is not None:
-            self._outer.rollback()
-            self._outer.close()
+            # A dead database rolls the dry run back by itself.
+            with contextlib.suppress(SQLAlchemyError):
+                self._outer.rollback()
+                self._outer.close()
 
 
 def run_sync(
@@ -152,7 +155,7 @@ def run_sync(
                     results.append(
                         WorkspaceResult(account.name, "*", "failed", error=one_line(exc))
                     )
-                    log.error("account %s: cannot list workspaces: %s", account.name, exc)
+                    log.info("account %s: cannot list workspaces: %s", account.name, exc)
                     continue
                 for workspace in workspaces:
                     result = _sync_workspace(
@@ -226,7 +229,7 @@ def _sync_workspace(
             result.status = "failed"
             result.error = one_line(exc)
             result.key_refused = isinstance(exc, AuthError)
-            log.error("workspace %s failed: %s", workspace.id, result.error)
+            log.info("workspace %s failed: %s", workspace.id, result.error)
             with units.unit() as connection:
                 _close(connection, ledger_id, result)
     finally:

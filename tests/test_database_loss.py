@@ -1,0 +1,125 @@
+"""The database going away mid-run: one line, exit 1, nothing partial."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.engine import make_url
+
+from etl.sim_server import SimulatorServer
+from etl.sim_world import World
+from etl.simulator import Simulator
+from models import ApiKey, SyncRunWorkspace
+
+TOKEN = "sk-or-v1-db-loss-test"
+
+
+class Proxy:
+    """A TCP relay to the database that can be cut: the database 'goes away'."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.close()
+
+    def cut(self) -> None:
+        """Refuse new connections and drop every open one."""
+        self.listener.close()
+        with self.lock:
+            for sock in self.sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+
+@pytest.mark.parametrize("cut_after", [0.8, 1.6])
+def test_database_going_away_ends_the_run_cleanly(
+    engine: Engine, database_url: str, tmp_path: Path, cut_after: float
+) -> None:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        pytest.skip("SQLite is a file in the process: it cannot go away over a network")
+    proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
+    through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    world = World(seed=12, workspaces=3, keys_per_workspace=350)
+    with SimulatorServer(Simulator(world, token=TOKEN, latency_ms=5)) as server:
+        env = {
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("KEYLEDGER_", "OPENROUTER_"))
+            },
+            "OPENROUTER_MANAGEMENT_KEY": TOKEN,
+            "OPENROUTER_BASE_URL": server.base_url,
+            "KEYLEDGER_DATABASE_URL": through_proxy,
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from etl.cli import main; main()", "sync"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(cut_after)
+        proxy.cut()
+        try:
+            _stdout, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            pytest.fail("keyledger sync did not end within 60 s of the database going away")
+    assert process.returncode == 1, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("keyledger: error: "), stderr
+    assert "Traceback" not in stderr
+    # Nothing partial: every workspace the database kept is complete and recorded ok.
+    with engine.connect() as connection:
+        stored = dict(
+            connection.execute(
+                select(ApiKey.workspace_id, func.count()).group_by(ApiKey.workspace_id)
+            ).all()
+        )
+        ok = set(
+            connection.scalars(
+                select(SyncRunWorkspace.workspace_id).where(SyncRunWorkspace.status == "ok")
+            )
+        )
+    for workspace, count in stored.items():
+        assert count == world.live_key_count(workspace) and workspace in ok
