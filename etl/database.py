@@ -27,6 +27,11 @@ def make_engine(url: str, **options: Any) -> Engine:
         options.setdefault("connect_args", {"timeout": 30})
     else:
         options.setdefault("pool_pre_ping", True)
+    if parsed.get_backend_name() == "mysql":
+        # As PostgreSQL does by default: InnoDB's REPEATABLE READ takes gap locks on
+        # every row an UPDATE scans, which made concurrent runs wait on (or deadlock
+        # with) each other over the ledger. Workspace atomicity needs only commits.
+        options.setdefault("isolation_level", "READ COMMITTED")
     engine = create_engine(parsed, **options)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)

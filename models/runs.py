@@ -50,6 +50,7 @@ class SyncRunWorkspace(Base):
     __tablename__ = "sync_run_workspaces"
     __table_args__ = (
         Index("ix_sync_run_workspaces_workspace_id_finished_at", "workspace_id", "finished_at"),
+        Index("ix_sync_run_workspaces_requested_as_status", "requested_as", "status"),
         {**MYSQL_TABLE, "comment": "One row per workspace per run: outcome and counts."},
     )
 

@@ -397,6 +397,11 @@ def upgrade() -> None:
             ["workspace_id", "finished_at"],
             unique=False,
         )
+        batch_op.create_index(
+            "ix_sync_run_workspaces_requested_as_status",
+            ["requested_as", "status"],
+            unique=False,
+        )
 
     op.create_table(
         "usage_snapshots",
