@@ -243,3 +243,51 @@ def test_unreachable_database_is_one_line_with_password_masked(tmp_path: Path) -
     assert len(result.stderr.strip().splitlines()) == 1
     assert "cannot connect to postgresql+psycopg://ledger:***@127.0.0.1:9/ledger" in result.stderr
     assert "hunter2-secret" not in result.output + result.stderr
+
+
+def test_wait_takes_a_workspace_once_its_holder_lets_go(
+    server: SimulatorServer, database_url: str, tmp_path: Path
+) -> None:
+    import os
+    import time
+
+    from etl import locks
+
+    workspace = server.simulator.world.workspace_ids[0]
+    engine = make_engine(database_url)
+    held = locks.try_lock(engine, workspace)
+    assert held is not None
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("KEYLEDGER_", "OPENROUTER_"))},
+        **sim_env(server, database_url),
+    }
+    started = time.monotonic()
+    waiting = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from etl.cli import main; main()",
+            "sync",
+            "--workspace",
+            workspace,
+            "--wait",
+            "60",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    assert waiting.poll() is None  # still waiting for the lock
+    held.release()
+    _, stderr = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, stderr
+    assert time.monotonic() - started < 30
+    with engine.connect() as connection:
+        stored = connection.scalar(
+            select(func.count()).select_from(ApiKey).where(ApiKey.workspace_id == workspace)
+        )
+    engine.dispose()
+    assert stored == server.simulator.world.live_key_count(workspace)

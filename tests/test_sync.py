@@ -366,3 +366,57 @@ def test_a_run_whose_process_died_is_marked_abandoned(engine: Engine) -> None:
     assert status[dead] == "abandoned"  # nobody held its lock: its process is gone
     assert status[alive] == "running"  # its lock is held: still going
     assert stale_status == "abandoned"
+
+
+def _bad_page(kind: str, body: bytes) -> bytes:
+    """The second page of a listing, spoiled in one way."""
+    if kind == "malformed JSON":
+        return body[: len(body) // 2]
+    page = parse_json(body)
+    if kind == "item without hash":
+        del page["data"][3]["hash"]
+    elif kind == "string where a number belongs":
+        page["data"][3]["usage"] = "12.5"
+    from etl.records import dump_json
+
+    return dump_json(page).encode()
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("malformed JSON", "not valid JSON"),
+        ("item without hash", "'hash' is missing"),
+        ("string where a number belongs", "'usage' should be a number"),
+        ("server ignoring offset", "ignores offset"),
+    ],
+)
+def test_bad_page_fails_its_workspace_only(engine: Engine, kind: str, expected: str) -> None:
+    simulator = make_simulator(workspaces=3, keys=250)
+    broken = simulator.world.workspace_ids[2]
+    original = simulator.handle
+
+    def spoil(method: str, path: str, query: str, *rest: Any) -> Any:
+        if kind == "server ignoring offset" and broken in query:
+            query = query.replace("offset=99", "offset=0").replace("offset=198", "offset=0")
+        response = original(method, path, query, *rest)
+        if kind != "server ignoring offset" and broken in query and "offset=99" in query:
+            return type(response)(200, response.headers, _bad_page(kind, response.body))
+        return response
+
+    simulator.handle = spoil  # type: ignore[method-assign]
+    result = sync(engine, simulator)
+    assert result.status == "partial"  # the CLI exits 3
+    failed = {w.workspace_id: w.error for w in result.workspaces if w.status == "failed"}
+    assert list(failed) == [broken]
+    error = failed[broken]
+    assert error is not None and "\n" not in error
+    assert f"workspace {broken}, offset 99" in error and expected in error
+    assert count(engine, ApiKey, ApiKey.workspace_id == broken) == 0
+    for other in simulator.world.workspace_ids[:2]:
+        assert count(engine, ApiKey, ApiKey.workspace_id == other) == 250
+    with engine.connect() as connection:
+        recorded = connection.scalar(
+            select(SyncRunWorkspace.error).where(SyncRunWorkspace.status == "failed")
+        )
+    assert recorded == error
