@@ -182,12 +182,14 @@ def test_key_limit_status_lists_live_keys_with_burn_rate(engine: Engine) -> None
     ledger = make_world(keys=5, deletes=0.0, relimits=0.0, active_fraction=0.0)
     world = ledger.world
     keys = world.live_hashes(world.workspace_ids[0])
-    burner, idle = keys[0], keys[1]
+    burner, idle, trickle = keys[0], keys[1], keys[2]
     world.update_key(burner, limit=Decimal(100), limit_reset=None, disabled=False)
     world.update_key(idle, limit=Decimal(50), limit_reset=None, disabled=False)
+    world.update_key(trickle, limit=Decimal(10**12), limit_reset=None, disabled=False)
     for n in range(9):
         sync_at(engine, ledger, at(DAY + timedelta(days=n), 12))
         world.spend(burner, Decimal("2"))  # 2 USD every day
+        world.spend(trickle, Decimal("0.000001"))  # would last ~1e18 days
     sync_at(engine, ledger, at(DAY + timedelta(days=9), 12))
     rows = {r.key_hash: r for r in view_rows(engine, "SELECT * FROM key_limit_status")}
     assert set(rows) == set(world.live_hashes(world.workspace_ids[0]))
@@ -204,6 +206,9 @@ def test_key_limit_status_lists_live_keys_with_burn_rate(engine: Engine) -> None
     assert status.days_until_limit == days
     assert rows[idle].projected_limit_date is None  # no spend, never runs out
     assert rows[idle].days_until_limit is None
+    # Beyond a century: never, rather than an integer or date overflow.
+    assert rows[trickle].days_until_limit is None
+    assert rows[trickle].projected_limit_date is None
 
 
 def test_views_give_the_same_rows_as_a_python_recount(engine: Engine) -> None:

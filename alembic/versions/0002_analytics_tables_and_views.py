@@ -271,9 +271,10 @@ SELECT k.hash AS key_hash,
        COALESCE(w.spend_30d, 0) AS spend_last_30_days,
        d.as_of_day AS as_of_day,
        CASE WHEN k.credit_limit IS NOT NULL AND w.spend_7d > 0 AND d.days_7d > 0
+                 AND {days_left} < {horizon}
             THEN {whole_days_left} END AS days_until_limit,
        CASE WHEN k.credit_limit IS NULL OR w.spend_7d IS NULL OR w.spend_7d <= 0
-                 OR d.days_7d IS NULL OR d.days_7d = 0 THEN NULL
+                 OR d.days_7d IS NULL OR d.days_7d = 0 OR {days_left} >= {horizon} THEN NULL
             WHEN k.limit_reset = 'daily' AND {projected} >= {next_day} THEN NULL
             WHEN k.limit_reset = 'weekly' AND {projected} >= {next_monday} THEN NULL
             WHEN k.limit_reset = 'monthly' AND {projected} >= {next_month} THEN NULL
@@ -302,6 +303,10 @@ LEFT JOIN (
 WHERE k.deleted_at IS NULL
 """
 
+# A limit that lasts longer than this at the burn rate never runs out as far as anyone
+# cares (and a date that far out overflows integer and date arithmetic).
+HORIZON_DAYS = 36500
+
 RECENT_DAYS = (
     "SELECT workspace_id, day, ROW_NUMBER() OVER (PARTITION BY workspace_id ORDER BY day DESC)"
     " AS rn FROM workspace_days WHERE observed AND next_day_observed"
@@ -325,6 +330,8 @@ def create_views() -> None:
     op.execute(
         KEY_LIMIT_STATUS.format(
             recent=RECENT_DAYS,
+            days_left=days_left,
+            horizon=HORIZON_DAYS,
             whole_days_left=WHOLE_DAYS[dialect].format(x=days_left),
             projected=projected,
             next_day=ADD_DAYS[dialect].format(d="d.as_of_day", n="1"),
