@@ -73,7 +73,8 @@ VIEWS: dict[str, tuple[str, list[tuple[str, str]]]] = {
             (
                 "days_until_limit",
                 "Whole days (rounded down) until limit_remaining is spent at the 7-day burn "
-                "rate, ignoring resets; NULL without a limit or recent spend.",
+                "rate, ignoring resets; NULL without a limit or recent spend, or beyond "
+                "36,500 days.",
             ),
             (
                 "projected_limit_date",
