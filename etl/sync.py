@@ -186,37 +186,19 @@ def _sync_workspace(
     workspace: WorkspaceSpec,
     wait_seconds: float,
 ) -> WorkspaceResult:
-    result = WorkspaceResult(account.name, workspace.id, "failed")
     lock = locks.acquire(units.engine, workspace.id, wait_seconds=wait_seconds)
     if lock is None:
-        result.status = "skipped"
-        result.error = f"held by another run ({ledger.holder(units.engine, workspace.id)})"
+        reason = f"held by another run ({ledger.holder(units.engine, workspace.id)})"
         with units.unit() as connection:
-            ledger.open_workspace(
-                connection,
-                run_id,
-                account=account.name,
-                requested_as=workspace.id,
-                status="skipped",
-                error=result.error,
-            )
-        return result
+            return _skip(connection, run_id, account, workspace, reason)
+    result = WorkspaceResult(account.name, workspace.id, "failed")
     try:
         with units.unit() as connection:
             other = ledger.synced_since(connection, workspace.id, run_started)
             if other is not None:
                 # Another run (another cron host, say) synced it while this run went on.
-                result.status = "skipped"
-                result.error = f"already synced by run {other} while this run was going"
-                ledger.open_workspace(
-                    connection,
-                    run_id,
-                    account=account.name,
-                    requested_as=workspace.id,
-                    status="skipped",
-                    error=result.error,
-                )
-                return result
+                reason = f"already synced by run {other} while this run was going"
+                return _skip(connection, run_id, account, workspace, reason)
             ledger_id = ledger.open_workspace(
                 connection, run_id, account=account.name, requested_as=workspace.id
             )
@@ -235,6 +217,21 @@ def _sync_workspace(
     finally:
         lock.release()
     return result
+
+
+def _skip(
+    connection: Connection, run_id: int, account: Account, workspace: WorkspaceSpec, reason: str
+) -> WorkspaceResult:
+    """Record the workspace as skipped by this run, for ``reason``."""
+    ledger.open_workspace(
+        connection,
+        run_id,
+        account=account.name,
+        requested_as=workspace.id,
+        status="skipped",
+        error=reason,
+    )
+    return WorkspaceResult(account.name, workspace.id, "skipped", error=reason)
 
 
 def _close(connection: Connection, ledger_id: int, result: WorkspaceResult) -> None:
