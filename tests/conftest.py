@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, MetaData, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from etl.database import make_engine
 from etl.migrate import upgrade
@@ -41,8 +43,33 @@ def backend_url(backend: str, tmp_path: Path) -> str:
     return url
 
 
+def end_stray_sessions(engine: Engine) -> None:
+    """End other sessions on the test database: a subprocess a test killed, or a
+    connection a test cut, may leave one holding locks that would block the DROPs."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        elif engine.dialect.name == "mysql":
+            ids = connection.execute(
+                text(
+                    "SELECT id FROM information_schema.processlist "
+                    "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+                )
+            ).scalars()
+            for session in list(ids):
+                with contextlib.suppress(SQLAlchemyError):  # it ended meanwhile
+                    connection.execute(text(f"KILL {int(session)}"))
+
+
 def wipe(engine: Engine) -> None:
     """Drop every view and table in the test database (it is shared between tests)."""
+    engine.dispose()  # our own pooled sessions are not strays
+    end_stray_sessions(engine)
     inspector = inspect(engine)
     cascade = " CASCADE" if engine.dialect.name == "postgresql" else ""  # views on views
     with engine.begin() as connection:

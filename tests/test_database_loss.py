@@ -31,6 +31,7 @@ class Proxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.sockets: list[socket.socket] = []
+        self.closed = False
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -38,10 +39,14 @@ class Proxy:
         while True:
             try:
                 client, _ = self.listener.accept()
+                upstream = socket.create_connection(self.target)
             except OSError:
                 return
-            upstream = socket.create_connection(self.target)
             with self.lock:
+                if self.closed:  # cut while this one was being set up: drop it too
+                    client.close()
+                    upstream.close()
+                    return
                 self.sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -60,6 +65,8 @@ class Proxy:
 
     def cut(self) -> None:
         """Refuse new connections and drop every open one."""
+        with self.lock:
+            self.closed = True
         self.listener.close()
         with self.lock:
             for sock in self.sockets:
