@@ -21,6 +21,7 @@ from etl.database import check_connection, make_engine
 from etl.demo import DEFAULT_DEMO_DATABASE, reset_demo_database, run_demo
 from etl.errors import ConfigError, KeyledgerError
 from etl.extract import WorkspaceTally, iter_workspace, resolve_workspaces
+from etl.memory import limit_heap_growth
 from etl.migrate import check_current, upgrade
 from etl.records import dump_json
 from etl.report import build_report
@@ -307,4 +308,5 @@ def report(
 
 def main() -> None:
     """Console-script entry point."""
+    limit_heap_growth()  # before any fetch thread exists
     cli(prog_name="keyledger")
