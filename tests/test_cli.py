@@ -291,3 +291,38 @@ def test_wait_takes_a_workspace_once_its_holder_lets_go(
         )
     engine.dispose()
     assert stored == server.simulator.world.live_key_count(workspace)
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "expected"),
+    [
+        ('[openrouter]\nworkspace = "all"', {}, "[openrouter] unknown setting 'workspace'"),
+        (
+            '[openrouter]\nconcurrency = "many"',
+            {},
+            "'[openrouter] concurrency' should be a positive",
+        ),
+        (
+            '[openrouter]\nworkspaces = ["prod-1"]',
+            {},
+            "'prod-1' is not \"default\" or a workspace UUID",
+        ),
+        ('[openrouter]\nmanagement_key_env = "NO_SUCH_VAR"', {}, "NO_SUCH_VAR is not set"),
+        ('[openrouter]\nmanagement_key_file = "/nonexistent/key"', {}, "cannot be read"),
+        ('database_url = "nonsense"', {}, "'database_url' is not a database URL"),
+    ],
+)
+def test_bad_configuration_is_one_line_exit_1_and_touches_no_database(
+    tmp_path: Path, toml: str, env: dict[str, str], expected: str
+) -> None:
+    config = tmp_path / "keyledger.toml"
+    config.write_text(toml + "\n")
+    database = tmp_path / "never.db"
+    environment = {"OPENROUTER_MANAGEMENT_KEY": TOKEN, **env}
+    if "database_url" not in toml:
+        environment["KEYLEDGER_DATABASE_URL"] = f"sqlite:///{database}"
+    result = invoke("sync", "--config", str(config), env=environment)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(config) in lines[0] and expected in lines[0]
+    assert not database.exists()
