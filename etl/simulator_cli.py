@@ -190,7 +190,8 @@ def _serve(simulator: Simulator, host: str, port: int, stop: threading.Event) ->
         sys.stdout.flush()
         click.echo(
             "simulator: control endpoints (same bearer token) POST /_sim/advance?seconds=N, "
-            "GET /_sim/truth, GET /_sim/stats, GET|POST /_sim/faults; stop with Ctrl-C",
+            "POST /_sim/touch?fraction=F, GET /_sim/truth, GET /_sim/stats, "
+            "GET|POST /_sim/faults; stop with Ctrl-C",
             err=True,
         )
         while not stop.wait(0.2):
