@@ -478,7 +478,7 @@ DATABASE = "database driver: C calls (sqlite3 / psycopg / PyMySQL)"
 REDUMP = "raw_json re-serialising: records.dump_json, json.dumps"
 PARSE_JSON = "JSON parse: json.loads with Decimal numbers"
 RECORDS = "etl/records.py: parse_key and its field readers"
-LOAD = "etl/load.py, history.py, upsert.py: per-row Python"
+LOAD = "etl/load.py, history.py, bulk.py: per-row Python"
 TYPES = "models/types.py: Money, UtcDateTime bind/result processing"
 SQLALCHEMY = "SQLAlchemy: statement building, compile cache, per-row binds"
 HTTP = "HTTP: httpx, httpcore, h11, sockets, etl/client.py"
@@ -506,7 +506,7 @@ def _category(path: str, name: str) -> str:
         return REDUMP
     rules = (
         (("etl/records.py",), RECORDS),
-        (("etl/load.py", "etl/history.py", "etl/upsert.py"), LOAD),
+        (("etl/load.py", "etl/history.py", "etl/bulk.py"), LOAD),
         (("models/",), TYPES),
         (("/sqlalchemy/",), SQLALCHEMY),
         (("/httpx/", "/httpcore/", "/h11/", "etl/client.py"), HTTP),
@@ -596,6 +596,18 @@ def _frame(text: str) -> tuple[str, str]:
 def py_spy_report(raw_path: Path, wall: float, rate: float, top: int) -> str:
     """GIL-holding samples (``py-spy --gil``): by category (of the innermost frame, or
     ``dump_json`` anywhere in the stack), by function self and cumulative, by thread."""
+    return _py_spy_tables(raw_path, wall, rate, top, only_sync_thread=False)
+
+
+def py_spy_wall_report(raw_path: Path, wall: float, rate: float, top: int) -> str:
+    """Wall-clock samples of run_sync's thread (``py-spy --idle``): where the thread
+    that loads pages spends its time, C calls that release the GIL included."""
+    return _py_spy_tables(raw_path, wall, rate, top, only_sync_thread=True)
+
+
+def _py_spy_tables(
+    raw_path: Path, wall: float, rate: float, top: int, *, only_sync_thread: bool
+) -> str:
     own: dict[str, int] = {}
     cumulative: dict[str, int] = {}
     by_category: dict[str, float] = {}
@@ -605,8 +617,9 @@ def py_spy_report(raw_path: Path, wall: float, rate: float, top: int) -> str:
         if not stack:
             continue
         count = int(count_text)
-        if not any(marker in stack for marker in _IN_SYNC):
-            outside += count  # start-up: imports, engine; not the sync
+        markers = ("run_sync (",) if only_sync_thread else _IN_SYNC
+        if not any(marker in stack for marker in markers):
+            outside += count  # start-up (imports, engine), or another thread
             continue
         frames = [_frame(f) for f in stack.split(";")]
         total += count
@@ -628,19 +641,32 @@ def py_spy_report(raw_path: Path, wall: float, rate: float, top: int) -> str:
             for name, n in ranked
             if not any(p in name for p in plumbing)
         ][:top]
-        return markdown_table(["function", f"{label} s with the GIL", "share"], rows)
+        return markdown_table(["function", f"{label} {share}", "share"], rows)
 
-    return "\n".join(
-        [
+    if only_sync_thread:
+        share = "s of run_sync's thread"
+        header = (
+            f"run_sync took {wall:.1f} s under py-spy; {seconds:.1f} s of samples of its "
+            f"thread ({total:,} at {rate:g}/s). A C call shows as the Python line that "
+            "called it: the driver's executemany is the database's time, with or without "
+            "the GIL; time spent waiting for the GIL shows at the line that waits.\n"
+        )
+    else:
+        share = "s with the GIL"
+        header = (
             f"run_sync took {wall:.1f} s under py-spy. Some thread held the GIL for "
             f"{seconds:.1f} s of it ({seconds / wall:.0%}): run_sync's thread "
             f"{main_thread / rate:.1f} s, the fetch threads {(total - main_thread) / rate:.1f} s "
             f"({total:,} samples at {rate:g}/s; start-up before run_sync, "
             f"{outside / rate:.1f} s, left out). C code that runs without the GIL (sqlite3 "
             "executing a statement, socket I/O) is not sampled; C code that holds it shows as "
-            "the Python line that called it.\n",
-            "#### GIL-holding time by category\n",
-            _share_table(by_category, seconds, "s with the GIL"),
+            "the Python line that called it.\n"
+        )
+    return "\n".join(
+        [
+            header,
+            "#### Time by category\n",
+            _share_table(by_category, seconds, share),
             f"\n#### Top {top} by self time\n",
             table(own, "self"),
             f"\n#### Top {top} by cumulative time (thread plumbing left out)\n",
@@ -687,19 +713,23 @@ def run_profiles(sim: SimulatorProcess, args: argparse.Namespace, live: int) -> 
             py_spy = py_spy_path()
             if py_spy is None:
                 reports.append("py-spy is not installed (`pip install py-spy`): skipped.")
-            else:
-                raw_path = keep / "sync.py-spy.txt"
-                url = fresh_sqlite(Path(tmp), "py-spy.db")
+            modes = [
+                ("--gil", "py-spy --gil (sampling: the thread holding the GIL)", py_spy_report),
+                ("--idle", "py-spy --idle: run_sync's thread, wall clock", py_spy_wall_report),
+            ]
+            for flag, title, report in [] if py_spy is None else modes:
+                raw_path = keep / f"sync.py-spy{flag}.txt"
+                url = fresh_sqlite(Path(tmp), f"py-spy{flag}.db")
                 wrapper = [py_spy, "record", "--format", "raw", "--output", str(raw_path)]
                 wrapper += ["--rate", f"{args.py_spy_rate:g}", "--full-filenames", "--function"]
-                wrapper += ["--gil"]
+                wrapper += [flag]
                 result = run_worker(
                     Path(__file__), sync_params(sim, url, args), sim.token, wrapper=[*wrapper, "--"]
                 )
                 check_profiled(result, live)
                 reports.append(
-                    "### py-spy --gil (sampling: the thread holding the GIL)\n\n"
-                    + py_spy_report(raw_path, result["seconds"], args.py_spy_rate, args.top)
+                    f"### {title}\n\n"
+                    + report(raw_path, result["seconds"], args.py_spy_rate, args.top)
                 )
     return reports
 
@@ -735,7 +765,7 @@ def main() -> None:
         default="cprofile,py-spy",
         help="comma-separated: cprofile, py-spy (if installed); empty for none",
     )
-    parser.add_argument("--profile-dir", help="keep sync.pstats and sync.py-spy.txt here")
+    parser.add_argument("--profile-dir", help="keep sync.pstats and the raw py-spy stacks here")
     parser.add_argument("--py-spy-rate", type=float, default=200.0, help="samples per second")
     parser.add_argument("--top", type=int, default=20, help="rows of each profile table")
     parser.add_argument("--seed", type=int, default=0)

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, exists, insert, literal, select, update
 
-from etl.upsert import upsert
+from etl.bulk import insert_rows, upsert_rows
 from models import ApiKey, ApiKeyVersion, DailyKeySpend, WorkspaceDay
 
 # Attributes whose change opens a new api_key_versions row.
@@ -70,8 +70,7 @@ def close_versions(connection: Connection, hashes: Collection[str], at: datetime
 
 def open_versions(connection: Connection, versions: list[dict[str, Any]]) -> None:
     """Insert new current versions."""
-    if versions:
-        connection.execute(insert(ApiKeyVersion), versions)
+    insert_rows(connection, ApiKeyVersion, versions)
 
 
 def day_start_total(values: Mapping[str, Any], prefix: str = "") -> Decimal:
@@ -134,8 +133,7 @@ def unknown_spend_row(key_hash: str, workspace_id: str, day: date) -> dict[str, 
 
 def write_spend(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """Upsert daily_key_spend rows (a later, better-informed run may settle a NULL)."""
-    if rows:
-        upsert(connection, DailyKeySpend, ["key_hash", "day"], rows)
+    upsert_rows(connection, DailyKeySpend, ["key_hash", "day"], rows)
 
 
 def observed_days(connection: Connection, workspace_id: str, since: date) -> frozenset[date]:
@@ -184,7 +182,7 @@ def record_observation(connection: Connection, workspace_id: str, observed_at: d
             "next_day_observed": False,
         }
     )
-    upsert(connection, WorkspaceDay, ["workspace_id", "day"], days)
+    upsert_rows(connection, WorkspaceDay, ["workspace_id", "day"], days)
     connection.execute(
         update(WorkspaceDay)
         .where(

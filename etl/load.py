@@ -1,7 +1,9 @@
 """Records -> tables, through a Connection the caller gives (and commits).
 
-Set-based on purpose: per page one SELECT of the stored state of the page's keys, then
-one executemany each for the key upsert, the new snapshot rows and the seen-key list.
+Set-based on purpose: per page one SELECT of what decides whether the page's keys
+changed, one SELECT of the stored state of those that did, then one executemany each
+(straight to the driver, etl.bulk) for the key upsert, the new snapshot rows, the new
+versions and the seen-key list.
 Nothing here commits; ``sync.py`` owns the transaction.
 """
 
@@ -14,9 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
-from etl import history
+from etl import bulk, history
 from etl.records import MONEY_FIELDS, KeyRecord, dump_json
-from etl.upsert import upsert
 from models import ApiKey, SyncSeenKey, UsageSnapshot, Workspace
 
 # Values whose change writes a usage_snapshots row (descriptive fields do not).
@@ -48,7 +49,7 @@ class PageCounts:
         self.snapshots += other.snapshots
 
 
-def key_row(record: KeyRecord, captured_at: datetime) -> dict[str, Any]:
+def key_row(record: KeyRecord, raw_json: str, captured_at: datetime) -> dict[str, Any]:
     """The api_keys row for ``record`` (first_seen_at is kept by the upsert)."""
     return {
         "hash": record.hash,
@@ -74,7 +75,7 @@ def key_row(record: KeyRecord, captured_at: datetime) -> dict[str, Any]:
         "expires_at": record.expires_at,
         "last_used_at": record.last_used_at,
         "external_user": record.external_user,
-        "raw_json": dump_json(dict(record.raw)),
+        "raw_json": raw_json,
         "first_seen_at": captured_at,
         "changed_at": captured_at,
         "deleted_at": None,
@@ -97,53 +98,64 @@ def load_keys(
     counts = PageCounts(seen=len(records))
     if not records:
         return counts
-    stored = _stored_state(connection, [r.hash for r in records])
-    upserts: list[dict[str, Any]] = []
+    # Most keys are unchanged on most nights: find those from three untyped columns,
+    # and read the typed state only of the keys that differ.
+    known = _unchanged_if(connection, [r.hash for r in records])
+    rows = []
+    for record in records:
+        raw_json = dump_json(record.raw)
+        if known.get(record.hash) == (raw_json, record.workspace_id, True):
+            continue  # unchanged: leave the row alone
+        rows.append(key_row(record, raw_json, captured_at))
+    stored = _stored_state(connection, [row["hash"] for row in rows if row["hash"] in known])
     snapshots: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
     spend: list[dict[str, Any]] = []
-    for record in records:
-        row = key_row(record, captured_at)
-        before = stored.get(record.hash)
+    for row in rows:
+        before = stored.get(row["hash"])
         if before is None:
             counts.new += 1
-        elif (
-            before["raw_json"] == row["raw_json"]
-            and before["deleted_at"] is None
-            and before["workspace_id"] == row["workspace_id"]
-        ):
-            continue  # unchanged: leave the row alone
         else:
             counts.changed += 1
-        upserts.append(row)
         if history.version_changed(before, row):
             versions.append(history.version_row(row, captured_at))
         if before is None or any(before[f] != row[f] for f in SNAPSHOT_FIELDS):
             snapshots.append(_snapshot_row(row, captured_at, sync_run_id))
-            day_row = history.spend_row(before, row, captured_at, record.created_at, observed_days)
+            day_row = history.spend_row(before, row, captured_at, row["created_at"], observed_days)
             if day_row is not None:
                 spend.append(day_row)
-    if upserts:
-        upsert(connection, ApiKey, ["hash"], upserts, keep=["first_seen_at"])
-    if snapshots:
-        connection.execute(insert(UsageSnapshot), snapshots)
+    bulk.upsert_rows(connection, ApiKey, ["hash"], rows, keep=["first_seen_at"])
+    bulk.insert_rows(connection, UsageSnapshot, snapshots)
     history.close_versions(
         connection, [v["key_hash"] for v in versions if v["key_hash"] in stored], captured_at
     )
     history.open_versions(connection, versions)
     history.write_spend(connection, spend)
     if sync_run_workspace_id is not None:
-        connection.execute(
-            insert(SyncSeenKey),
+        bulk.insert_rows(
+            connection,
+            SyncSeenKey,
             [{"sync_run_workspace_id": sync_run_workspace_id, "key_hash": r.hash} for r in records],
         )
     counts.snapshots = len(snapshots)
     return counts
 
 
+def _unchanged_if(connection: Connection, hashes: list[str]) -> dict[str, tuple[str, str, bool]]:
+    """For each stored key: the (raw_json, workspace_id, live) a key must arrive with to
+    count as unchanged."""
+    query = select(
+        ApiKey.hash, ApiKey.raw_json, ApiKey.workspace_id, ApiKey.deleted_at.is_(None)
+    ).where(ApiKey.hash.in_(hashes))
+    rows = connection.execute(query)
+    return {h: (raw, workspace, bool(live)) for h, raw, workspace, live in rows}
+
+
 def _stored_state(connection: Connection, hashes: list[str]) -> dict[str, Any]:
     """What the database knows of these keys: the fields change detection compares,
     and when each key's latest snapshot was captured."""
+    if not hashes:
+        return {}
     # A correlated MAX per key: every planner answers it from the (key_hash, captured_at)
     # index, even before statistics exist (a grouped subquery was a full scan then).
     snapshot_at = (
@@ -153,7 +165,7 @@ def _stored_state(connection: Connection, hashes: list[str]) -> dict[str, Any]:
         .scalar_subquery()
         .label("snapshot_at")
     )
-    fields = {"raw_json", "deleted_at", *SNAPSHOT_FIELDS, *history.VERSIONED_FIELDS}
+    fields = {"deleted_at", *SNAPSHOT_FIELDS, *history.VERSIONED_FIELDS}
     columns = [ApiKey.hash, *(getattr(ApiKey, f) for f in sorted(fields)), snapshot_at]
     query = select(*columns).where(ApiKey.hash.in_(hashes))
     return {row.hash: row._mapping for row in connection.execute(query)}
