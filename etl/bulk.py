@@ -30,6 +30,9 @@ class _Prepared:
     sql: str
     names: tuple[str, ...]  # row keys (at least two), in the driver's parameter order
     converters: tuple[tuple[int, Converter], ...]  # (index in names, conversion)
+    # Indexes whose equal values convert alike (equal aware datetimes are one instant;
+    # equal Decimals are not: 1.0 and 1.00 have different texts).
+    by_value: frozenset[int]
     positional: bool
 
 
@@ -80,7 +83,12 @@ def _execute(connection: Connection, prepared: _Prepared, rows: Sequence[dict[st
     if prepared.converters:
         columns = list(zip(*values, strict=True))
         for index, convert in prepared.converters:
-            columns[index] = tuple(map(convert, columns[index]))
+            if index in prepared.by_value:
+                # Many rows share a value (captured_at): convert each distinct one once.
+                distinct = {value: convert(value) for value in dict.fromkeys(columns[index])}
+                columns[index] = tuple(map(distinct.__getitem__, columns[index]))
+            else:
+                columns[index] = tuple(map(convert, columns[index]))
         values = list(zip(*columns, strict=True))
     if not prepared.positional:
         names = prepared.names
@@ -107,7 +115,8 @@ def _prepare(
     types = [model.__table__.columns[name].type for name in names]
     conversions = ((i, _converter(t, dialect)) for i, t in enumerate(types))
     converters = tuple((i, c) for i, c in conversions if c is not None)
-    return _Prepared(compiled.string, names, converters, positional)
+    by_value = frozenset(i for i, t in enumerate(types) if isinstance(t, UtcDateTime))
+    return _Prepared(compiled.string, names, converters, by_value, positional)
 
 
 def _converter(column_type: TypeEngine[Any], dialect: Dialect) -> Converter | None:

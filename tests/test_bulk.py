@@ -59,7 +59,8 @@ def key_rows(prefix: str) -> list[dict[str, Any]]:
                 "external_user": "user-\\x",
                 "raw_json": '{"a":1}',
                 "first_seen_at": moment,
-                "changed_at": moment,
+                # The same instant as row 2's, written in UTC: one text for both.
+                "changed_at": MOMENTS[2].astimezone(UTC) if n == 5 else moment,
                 "deleted_at": None if n else moment,
             }
         )
