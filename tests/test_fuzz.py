@@ -5,10 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, func, select
 
+from etl import records
 from etl.client import OpenRouterClient
 from etl.config import Account, ClientSettings, Secret, Settings
 from etl.records import dump_json, parse_json
@@ -136,3 +138,52 @@ def test_fuzzed_payloads_are_stored_faithfully_or_refused(
         assert parse_json(row.raw_json.encode()) == key  # every field, unknown ones too
         assert row.usage == Decimal(key["usage"])
         assert row.name == key["name"]
+
+
+def _outcome(parse: Any, body: Any) -> Any:
+    try:
+        return parse(body)
+    except Exception as exc:  # compared by type: both paths must fail alike
+        return type(exc)
+
+
+def assert_parsings_agree(payload: dict[str, Any]) -> None:
+    """parse_key's fast path accepts only what the field-by-field path accepts, and
+    builds the same record; anything else it leaves to the checked path."""
+    body = parse_json(dump_json(payload))
+    usual = _outcome(records._parse_usual_key, body)
+    checked = _outcome(lambda b: records._parse_checked_key(b, None), body)
+    if usual is None:
+        return
+    if isinstance(usual, type):  # raised: so must the checked path, alike
+        assert checked is usual
+        return
+    assert isinstance(checked, records.KeyRecord), f"usual path accepted what fails: {checked}"
+    assert repr(usual) == repr(checked)
+    assert usual.raw is checked.raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(fuzzed_key(1))
+def test_usual_and_checked_key_parsing_agree(case: tuple[dict[str, Any], dict[str, str]]) -> None:
+    assert_parsings_agree(case[0])
+
+
+PROBES = [
+    *[None, True, False, 0, 1, -1, 10**40, "", "x", "\ud800", [], {"a": 1}],
+    *[Decimal("1.5"), Decimal("-0"), Decimal("1E+40"), Decimal("1E-31"), Decimal("1E-30")],
+    *["2026-11-02T08:59:00Z", "2026-11-02T08:59:00+05:00", "2026-11-02", "not a time"],
+]
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_usual_and_checked_key_parsing_agree_on_every_field(field: str) -> None:
+    without = key_payload(2)
+    del without[field]
+    assert_parsings_agree(without)
+    for value in PROBES:
+        assert_parsings_agree({**key_payload(2), field: value})
+
+
+def test_a_plain_key_takes_the_usual_path() -> None:
+    assert records._parse_usual_key(parse_json(dump_json(key_payload(3)))) is not None

@@ -7,11 +7,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from etl.client import OpenRouterClient
 from etl.config import Account, ClientSettings, Secret, Settings, WorkspaceSpec
-from etl.records import parse_json
+from etl.records import dump_json, parse_json
 from etl.sim_world import World
 from etl.simulator import Faults, Simulator
 from etl.sync import SyncResult, run_sync
@@ -325,6 +325,41 @@ def test_unknown_fields_are_kept_in_raw_json(engine: Engine) -> None:
     sync(engine, simulator)
     for row in stored_keys(engine).values():
         assert "new_field_x" in parse_json(row.raw_json.encode())
+
+
+def test_a_changed_unknown_field_rewrites_raw_json_but_writes_no_snapshot(
+    engine: Engine,
+) -> None:
+    simulator = make_simulator(workspaces=1, keys=4)
+    sync(engine, simulator)
+    snapshots = count(engine, UsageSnapshot)
+    simulator.faults.schema_drift = True  # every key gains a field keyledger does not know
+    result = sync(engine, simulator)
+    assert sum(w.counts.changed for w in result.workspaces) == 4
+    assert count(engine, UsageSnapshot) == snapshots
+    for row in stored_keys(engine).values():
+        assert parse_json(row.raw_json)["new_field_x"]["score"] == Decimal("150")
+
+
+def test_the_same_values_written_differently_are_unchanged(engine: Engine) -> None:
+    simulator = make_simulator(workspaces=1, keys=2)
+    sync(engine, simulator)
+    # Store a payload whose numbers are written otherwise: 1.5 as 1.50, 0 as 0.0.
+    key_hash = simulator.world.live_hashes(simulator.world.workspace_ids[0])[0]
+    row = stored_keys(engine)[key_hash]
+    payload = parse_json(row.raw_json)
+    rewritten = dump_json(
+        {
+            **payload,
+            "usage": Decimal(payload["usage"]).quantize(Decimal("0.0000000000000000000001")),
+        }
+    )
+    assert rewritten != row.raw_json
+    with engine.begin() as connection:
+        connection.execute(update(ApiKey).where(ApiKey.hash == key_hash).values(raw_json=rewritten))
+    result = sync(engine, simulator)
+    assert sum(w.counts.changed for w in result.workspaces) == 0
+    assert stored_keys(engine)[key_hash].raw_json == rewritten  # the row was not touched
 
 
 def test_workspace_held_by_another_run_is_skipped(engine: Engine) -> None:
