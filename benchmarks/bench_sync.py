@@ -694,7 +694,8 @@ def fresh_sqlite(folder: Path, name: str) -> str:
 
 
 def run_profiles(sim: SimulatorProcess, args: argparse.Namespace, live: int) -> list[str]:
-    """One first sync into a fresh SQLite file per profiler; their reports."""
+    """Profiled syncs into fresh SQLite files: a first sync under each profiler, and
+    an unchanged (second) sync under py-spy; their reports."""
     reports = []
     with tempfile.TemporaryDirectory(prefix="keyledger-bench-") as tmp:
         keep = Path(args.profile_dir or tmp)
@@ -704,7 +705,7 @@ def run_profiles(sim: SimulatorProcess, args: argparse.Namespace, live: int) -> 
             url = fresh_sqlite(Path(tmp), "cprofile.db")
             params = {**sync_params(sim, url, args), "profile_path": str(stats_path)}
             result = run_worker(Path(__file__), params, sim.token)
-            check_profiled(result, live)
+            check_profiled(result, live, live)
             reports.append(
                 "### cProfile (deterministic, every thread; inflates many small calls)\n\n"
                 + cprofile_report(stats_path, result["seconds"], args.top)
@@ -717,27 +718,34 @@ def run_profiles(sim: SimulatorProcess, args: argparse.Namespace, live: int) -> 
                 ("--gil", "py-spy --gil (sampling: the thread holding the GIL)", py_spy_report),
                 ("--idle", "py-spy --idle: run_sync's thread, wall clock", py_spy_wall_report),
             ]
-            for flag, title, report in [] if py_spy is None else modes:
-                raw_path = keep / f"sync.py-spy{flag}.txt"
-                url = fresh_sqlite(Path(tmp), f"py-spy{flag}.db")
+            runs = [(m, sync) for sync in ("first", "unchanged") for m in modes]
+            for (flag, title, report), sync in [] if py_spy is None else runs:
+                raw_path = keep / f"sync.{sync}.py-spy{flag}.txt"
+                url = fresh_sqlite(Path(tmp), f"py-spy{flag}-{sync}.db")
+                if sync == "unchanged":  # a first sync, unprofiled, to have something stored
+                    first = run_worker(Path(__file__), sync_params(sim, url, args), sim.token)
+                    check_profiled(first, live, live)
                 wrapper = [py_spy, "record", "--format", "raw", "--output", str(raw_path)]
                 wrapper += ["--rate", f"{args.py_spy_rate:g}", "--full-filenames", "--function"]
                 wrapper += [flag]
                 result = run_worker(
                     Path(__file__), sync_params(sim, url, args), sim.token, wrapper=[*wrapper, "--"]
                 )
-                check_profiled(result, live)
+                check_profiled(result, live, live if sync == "first" else 0)
                 reports.append(
-                    f"### {title}\n\n"
+                    f"### {title}; {sync} sync\n\n"
                     + report(raw_path, result["seconds"], args.py_spy_rate, args.top)
                 )
     return reports
 
 
-def check_profiled(result: dict[str, Any], live: int) -> None:
-    if result["seen"] != live or result["new"] != live:
-        raise SystemExit(f"FAILED: the profiled sync saw {result['seen']:,} of {live:,} keys")
-    print(f"  profiled first sync: {result['seconds']:.2f}s", file=sys.stderr)
+def check_profiled(result: dict[str, Any], live: int, new: int) -> None:
+    if result["seen"] != live or result["new"] != new:
+        raise SystemExit(
+            f"FAILED: a profiled sync saw {result['seen']:,} of {live:,} keys, "
+            f"{result['new']:,} new where {new:,} were expected"
+        )
+    print(f"  profiled sync: {result['seconds']:.2f}s", file=sys.stderr)
 
 
 def main() -> None:
@@ -817,7 +825,7 @@ def main() -> None:
     for message in outcome.skipped:
         print(f"\n{message}")
     if profiles:
-        print(f"\n## Profile: one first sync of {live:,} keys into SQLite\n")
+        print(f"\n## Profiles: syncs of {live:,} keys into SQLite\n")
         print("\n\n".join(profiles))
 
 
