@@ -485,6 +485,7 @@ HTTP = "HTTP: httpx, httpcore, h11, sockets, etl/client.py"
 PAGINATION = "etl/pagination.py"
 BUILTINS = "other C built-ins: str, dict, datetime, Decimal methods"
 OTHER = "other Python"
+_FETCHES = ("fetchone", "fetchmany", "fetchall")
 _DB_CALLS = ("do_execute", "do_executemany", "do_execute_no_params", "do_commit", "do_rollback")
 
 
@@ -498,6 +499,8 @@ def _category(path: str, name: str) -> str:
         return DATABASE
     if path.endswith("sqlalchemy/engine/default.py") and name in _DB_CALLS:
         return DATABASE
+    if path.endswith("sqlalchemy/engine/cursor.py") and name in _FETCHES:
+        return DATABASE  # the DBAPI cursor's fetch: SQLite runs a SELECT as rows are fetched
     if "_socket.socket" in name or "/ssl.py" in path or "/socket.py" in path:
         return HTTP
     if path.endswith("json/decoder.py") or (name == "loads" and "json/" in path):

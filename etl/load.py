@@ -181,7 +181,7 @@ def _stored_payloads(connection: Connection, hashes: list[str]) -> dict[str, tup
     Payloads are compared as parsed JSON values: a number the API writes differently
     (1.0, then 1.00) is the same value and changes nothing.
     """
-    rows = connection.execute(_STORED_PAYLOADS, {"hashes": hashes})
+    rows = connection.execute(_STORED_PAYLOADS, {"hashes": hashes}).all()
     return {h: (workspace, raw, bool(live)) for h, workspace, raw, live in rows}
 
 
@@ -190,7 +190,7 @@ def _stored_state(connection: Connection, hashes: list[str]) -> dict[str, Any]:
     and when each key's latest snapshot was captured."""
     if not hashes:
         return {}
-    rows = connection.execute(_STORED_STATE, {"hashes": hashes})
+    rows = connection.execute(_STORED_STATE, {"hashes": hashes}).all()
     return {row.hash: row._mapping for row in rows}
 
 
