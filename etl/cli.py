@@ -46,6 +46,10 @@ def cli(verbose: int) -> None:
     """keyledger: an exact, queryable SQL ledger of OpenRouter API keys and their spend."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        # After a lost connection psycopg also warns "error ignored terminating
+        # <Pipeline>"; keyledger reports the loss itself, in its one error line.
+        logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 
 cli.add_command(simulate)

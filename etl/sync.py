@@ -136,12 +136,13 @@ def run_sync(
     """Sync every configured workspace of every account; never raises for one workspace."""
     started = time.monotonic()
     make_client = client_factory or (lambda a: OpenRouterClient(a.client, a.management_key))
-    # Held for the whole run: while it is held, nobody takes this run for dead.
     token = str(uuid.uuid4())
-    run_lock = locks.try_lock(engine, ledger.run_lock_name(token), ephemeral=True)
+    run_lock = None
     units = _Units(engine, dry_run=dry_run)
     results: list[WorkspaceResult] = []
     try:
+        # Held for the whole run: while it is held, nobody takes this run for dead.
+        run_lock = locks.try_lock(engine, ledger.run_lock_name(token), ephemeral=True)
         if not dry_run:
             ledger.abandon_dead_runs(engine)
         run_started = ledger.utcnow()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -326,3 +327,16 @@ def test_bad_configuration_is_one_line_exit_1_and_touches_no_database(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(config) in lines[0] and expected in lines[0]
     assert not database.exists()
+
+
+@pytest.mark.parametrize(("flags", "shown"), [([], False), (["-v"], True)])
+def test_psycopg_warnings_are_kept_out_of_the_one_error_line(flags: list[str], shown: bool) -> None:
+    # After a cut connection psycopg warns "error ignored terminating <Pipeline>" on
+    # top of the error keyledger reports (seen in test_database_loss).
+    psycopg_log = logging.getLogger("psycopg")
+    psycopg_log.setLevel(logging.NOTSET)  # setLevel, not assignment: it clears the cache
+    try:
+        CliRunner().invoke(cli, [*flags, "simulate", "--help"], catch_exceptions=False)
+        assert psycopg_log.isEnabledFor(logging.WARNING) is shown
+    finally:
+        psycopg_log.setLevel(logging.NOTSET)

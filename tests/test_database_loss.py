@@ -15,9 +15,13 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
+from etl.config import Account, ClientSettings, Secret, Settings
+from etl.database import make_engine
+from etl.errors import LoadError
 from etl.sim_server import SimulatorServer
 from etl.sim_world import World
 from etl.simulator import Simulator
+from etl.sync import run_sync
 from models import ApiKey, SyncRunWorkspace
 
 TOKEN = "sk-or-v1-db-loss-test"
@@ -130,3 +134,31 @@ def test_database_going_away_ends_the_run_cleanly(
         )
     for workspace, count in stored.items():
         assert count == world.live_key_count(workspace) and workspace in ok
+
+
+def test_database_gone_before_the_run_takes_its_lock_is_a_load_error(
+    engine: Engine, database_url: str
+) -> None:
+    """The first thing a run does in the database is take its run lock; a database
+    already gone there is the same one-line LoadError as anywhere later (it was a
+    traceback when the cut fell that early)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        pytest.skip("SQLite is a file in the process: it cannot go away over a network")
+    proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
+    through_proxy = url.set(host="127.0.0.1", port=proxy.port)
+    gone = make_engine(through_proxy.render_as_string(hide_password=False))
+    proxy.cut()
+    settings = Settings(
+        database_url=str(through_proxy),
+        accounts=(
+            Account(
+                name="test", management_key=Secret(TOKEN), workspaces=None, client=ClientSettings()
+            ),
+        ),
+    )
+    try:
+        with pytest.raises(LoadError):
+            run_sync(gone, settings)
+    finally:
+        gone.dispose()
