@@ -149,9 +149,6 @@ def parse_timestamp(value: str) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
-_MISSING = object()
-
-
 class _KeyReader:
     """Reads typed fields out of one key object, naming the field on failure."""
 
@@ -166,12 +163,11 @@ class _KeyReader:
         return PayloadError(f"{who}: field '{name}' {problem}", offset=self.offset)
 
     def get(self, name: str, *, required: bool) -> Any:
-        value = self.payload.get(name, _MISSING)
-        if value is _MISSING:
+        if name not in self.payload:
             if required:
                 raise self.fail(name, "is missing")
             return None
-        return value
+        return self.payload[name]
 
     def text(self, name: str) -> str:
         value = self.get(name, required=True)
@@ -198,7 +194,7 @@ class _KeyReader:
         # bool is an int subclass: true/false are not amounts.
         if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
             raise self.fail(name, f"should be a number, got {_describe(value)}")
-        amount = value if type(value) is Decimal else Decimal(value)
+        amount = Decimal(value)
         if not fits_money_column(amount):
             raise self.fail(
                 name,

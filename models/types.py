@@ -59,14 +59,10 @@ class Money(TypeDecorator[Decimal]):
         return dialect.type_descriptor(Numeric(MONEY_PRECISION, MONEY_SCALE, asdecimal=True))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if dialect.name == "sqlite":
-            return format(value, "f")  # plain digits, never "1E-9"
-        return value
+        return _money_text(value) if dialect.name == "sqlite" else value
 
     def driver_converter(self, dialect: Dialect) -> Callable[[Any], Any] | None:
-        """What ``process_bind_param`` does, as one function for etl.bulk (None: as is)."""
+        """``process_bind_param`` as one function, for etl.bulk (None: as is)."""
         return _money_text if dialect.name == "sqlite" else None
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
@@ -92,12 +88,8 @@ class UtcDateTime(TypeDecorator[datetime]):
         return dialect.type_descriptor(DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given where a UTC instant is required")
-        value = value.astimezone(timezone.utc)
-        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+        # SQLAlchemy's DATETIME processor then writes SQLite's text.
+        return _utc(value) if dialect.name == "postgresql" else _naive_utc(value)
 
     def driver_converter(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         """The value the driver gets, as one function for etl.bulk: what
@@ -113,7 +105,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 def _money_text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
+    return None if value is None else format(value, "f")  # plain digits, never "1E-9"
 
 
 def _utc(value: datetime | None) -> datetime | None:
