@@ -11,9 +11,11 @@ was already emitted:
   until the pages overlap again.
 The cursor is all the state, so memory does not grow with the workspace.
 
-The listing ends on an empty page, or on a page that is not full and holds no key
-older than the cursor: such keys are a set that only shrinks while we page (new keys
-are always the newest), so a short page without them is the end in all but name. A
+The listing ends on a page that is not full and holds no key older than the cursor:
+such keys are a set that only shrinks while we page (new keys are always the newest),
+so a short page without them is the end in all but name. An empty page ends it only at
+offset 0: further on, it may mean the list shrank below the offset while keys we have
+not seen remain before it, so the client steps back as for a gap. A
 *full* page of repeats, and a listing past ``max_requests``, are errors: the server
 is not honouring ``offset``.
 
@@ -149,12 +151,13 @@ def iter_key_pages(
             except ApiError as exc:
                 raise exc.locate(workspace=workspace, offset=offset) from exc.__cause__
             items = page.records
-            if not items:
+            if not items and offset == 0:
                 return
             _check_newest_first(items, workspace=workspace, offset=offset)
             page_size = max(page_size, len(items))
-            if offset > 0 and cursor.is_behind(items[0]):
-                # Keys were deleted before this offset; some may have slipped past.
+            if offset > 0 and (not items or cursor.is_behind(items[0])):
+                # Keys were deleted before this offset; some may have slipped past it
+                # (past the end, even: a list that shrank below the offset is empty there).
                 step_back = step_back * 2 if step_back else max(page_size - OVERLAP, 1)
                 offset = max(0, offset - step_back)
                 prefetch.cancel()

@@ -180,6 +180,25 @@ def test_key_deleted_while_paging_does_not_hide_others() -> None:
     assert set(survivors) <= set(got)  # nothing that still exists was skipped
 
 
+def test_list_shrinking_below_the_next_offset_does_not_end_the_listing_early() -> None:
+    # 101 keys: page 0 serves 100, then two keys before offset 99 go. The page at 99 is
+    # now empty, though the 101st key was never listed: an empty page there is a gap,
+    # not the end. (Found by the socket drift test under load: the tail was lost.)
+    api = FakeKeysApi(101)
+    last = api.keys[-1]["hash"]
+
+    def delete_two_once(a: FakeKeysApi, offset: int) -> None:
+        if offset == 0 and len(a.keys) == 101:
+            del a.keys[:2]
+
+    api.after_page = delete_two_once
+    client, _ = make_client(api.handler, concurrency=1)
+    with client:
+        got = hashes(client)
+    assert last in got
+    assert len(got) == len(set(got))
+
+
 def test_listing_with_prefetch_matches_sequential_listing() -> None:
     api = FakeKeysApi(1234)
     client, _ = make_client(api.handler, concurrency=4)
