@@ -13,9 +13,10 @@ The cursor is all the state, so memory does not grow with the workspace.
 
 The listing ends on a page that is not full and holds no key older than the cursor:
 such keys are a set that only shrinks while we page (new keys are always the newest),
-so a short page without them is the end in all but name. An empty page ends it only at
-offset 0: further on, it may mean the list shrank below the offset while keys we have
-not seen remain before it, so the client steps back as for a gap. A
+so a short page without them is the end in all but name. An empty page ends it at
+offset 0; further on it may mean the list shrank below the offset while keys we have
+not seen remain before it, so the client steps back as for a gap, and ends only when
+that step back brought nothing new and the page is empty again. A
 *full* page of repeats, and a listing past ``max_requests``, are errors: the server
 is not honouring ``offset``.
 
@@ -136,6 +137,7 @@ def iter_key_pages(
     prefetch = _Prefetcher(fetch, executor)
     cursor = _Cursor()
     offset = page_size = requests = step_back = 0
+    progressed = True  # whether the last page read in full brought keys not seen before
     try:
         while True:
             requests += 1
@@ -151,8 +153,8 @@ def iter_key_pages(
             except ApiError as exc:
                 raise exc.locate(workspace=workspace, offset=offset) from exc.__cause__
             items = page.records
-            if not items and offset == 0:
-                return
+            if not items and (offset == 0 or not progressed):
+                return  # empty at the start, or again after a step back that found nothing
             _check_newest_first(items, workspace=workspace, offset=offset)
             page_size = max(page_size, len(items))
             if offset > 0 and (not items or cursor.is_behind(items[0])):
@@ -164,6 +166,7 @@ def iter_key_pages(
                 continue
             recovering, step_back = step_back > 0, 0
             fresh = [record for record in items if cursor.admit(record)]
+            progressed = bool(fresh)
             if fresh:
                 yield KeyPage(workspace, offset, fresh, page.server_time, len(items))
             elif len(items) < page_size or page_size <= OVERLAP:
