@@ -1,27 +1,34 @@
 """Offset pagination that survives a list moving under it, in constant memory.
 
-``GET /keys`` lists keys newest first, 100 (or some other number) at a time, and ends
-with an empty page. While we page, keys get created (the list shifts down: a key is
-served twice) or deleted (the list shifts up: a key would be skipped). Each request
-therefore overlaps the previous page by one key, and a cursor — the ``created_at`` of
-the oldest key emitted so far, plus the hashes that share that instant — tells what
-was already emitted:
-- a key newer than the cursor (or tied with it and already emitted) is a repeat;
-- a page whose first key is older than the cursor means keys slipped past: step back
-  until the pages overlap again.
-The cursor is all the state, so memory does not grow with the workspace.
+``GET /keys`` lists keys newest first, some number at a time (100 today; any number,
+and it may change from page to page), and ends with an empty page. While we page, keys
+get created (the list shifts down: a key is served twice) or deleted (the list shifts
+up: a key would be skipped). A cursor (the ``created_at`` of the oldest key emitted so
+far, plus the hashes that share that instant) tells what was already emitted.
 
-The listing ends on a page that is not full and holds no key older than the cursor:
-such keys are a set that only shrinks while we page (new keys are always the newest),
-so a short page without them is the end in all but name. An empty page ends it at
-offset 0; further on it may mean the list shrank below the offset while keys we have
-not seen remain before it, so the client steps back as for a gap, and ends only when
-that step back brought nothing new and the page is empty again. A
-*full* page of repeats, and a listing past ``max_requests``, are errors: the server
-is not honouring ``offset``.
+What one answer proves, and the rules built on it:
+- *Contiguous*: a page whose first key was already emitted (or is newer) continues
+  where the listing got to, at the instant it was served, so the keys it adds are the
+  next ones, none skipped. Each request therefore overlaps the previous page by one key.
+  A page at offset 0 is contiguous by definition.
+- *Behind*: a page whose first key was never emitted and is not newer may follow a gap
+  (keys deleted before the offset made some slip past it). Its keys are not used; the
+  client steps back (1, 2, 4, ... keys) until a page overlaps again.
+- *End*: only an empty page ends a listing, and only one served right past a
+  contiguous page that brought nothing new and whose last key sat just before it: the
+  listing's oldest key was already emitted, nothing followed it. A short page is never
+  an end (the server may shorten any page), and an empty page anywhere else is a gap
+  (the list may have shrunk below the offset while unseen keys remained before it).
+- A key listed twice inside one page is one key (and one position).
+- Failures, never guesses: a listing that stops advancing (a server that ignores
+  ``offset``, keys that change between every two requests so that no empty page ever
+  follows the oldest key, one-key pages that cannot show what they skipped) and a
+  listing past ``max_requests`` are errors. Telling those apart from keys created
+  while we page would take a guess, so there is one rule: ``NO_PROGRESS_REQUESTS``.
 
-Once the page size is known, full pages are fetched ahead (``lookahead`` in flight)
-at their predicted offsets; a prediction that turns out wrong is simply discarded.
+Once the page size has held for two pages, the next pages are fetched ahead
+(``lookahead`` in flight) at their predicted offsets; a prediction that turns out wrong
+is simply discarded.
 """
 
 from __future__ import annotations
@@ -37,6 +44,11 @@ from etl.errors import ApiError, PaginationError
 from etl.records import KeyRecord
 
 OVERLAP = 1
+# Requests in a row that bring no new key. Stepping back over a burst of deletions
+# needs about log2(deleted) requests and re-reading a page or two; far past that, the
+# listing cannot make progress (a server of one-key pages offers no overlap to prove
+# that nothing was skipped).
+NO_PROGRESS_REQUESTS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,22 +78,23 @@ class _Cursor:
         self.created_at: datetime | None = None
         self.tied: set[str] = set()
 
-    def is_behind(self, record: KeyRecord) -> bool:
-        """True when ``record`` is older than anything emitted (keys may have slipped)."""
-        return self.created_at is not None and record.created_at < self.created_at
+    def covers(self, record: KeyRecord) -> bool:
+        """True when ``record`` was emitted, or is newer than everything emitted."""
+        if self.created_at is None:
+            return False
+        if record.created_at != self.created_at:
+            return record.created_at > self.created_at
+        return record.hash in self.tied
 
     def admit(self, record: KeyRecord) -> bool:
         """Record ``record`` as emitted; False when it already was (or is newer)."""
-        if self.created_at is not None:
-            if record.created_at > self.created_at:
-                return False
-            if record.created_at == self.created_at:
-                if record.hash in self.tied:
-                    return False
-                self.tied.add(record.hash)
-                return True
-        self.created_at = record.created_at
-        self.tied = {record.hash}
+        if self.covers(record):
+            return False
+        if record.created_at == self.created_at:
+            self.tied.add(record.hash)
+        else:
+            self.created_at = record.created_at
+            self.tied = {record.hash}
         return True
 
 
@@ -112,6 +125,13 @@ class _Prefetcher:
             self._pending.popleft()[1].cancel()
 
 
+def _distinct(records: list[KeyRecord]) -> list[KeyRecord]:
+    """The page without keys listed twice in a row (a server glitch, one key)."""
+    if all(a.hash != b.hash for a, b in pairwise(records)):
+        return records
+    return [r for i, r in enumerate(records) if i == 0 or records[i - 1].hash != r.hash]
+
+
 def _check_newest_first(items: list[KeyRecord], *, workspace: str, offset: int) -> None:
     """The cursor is only sound on a newest-first listing: refuse any other order
     (it would make keys look already listed and drop them silently)."""
@@ -136,53 +156,56 @@ def iter_key_pages(
     """Yield every key of one listing exactly once, page by page."""
     prefetch = _Prefetcher(fetch, executor)
     cursor = _Cursor()
-    offset = page_size = requests = step_back = 0
-    progressed = True  # whether the last page read in full brought keys not seen before
+    offset = requests = step_back = idle = previous_size = 0
+    # Right past the last contiguous page that brought nothing new: an empty page there
+    # is the end (that page's last key was the oldest in the list, nothing followed it).
+    settled_end: int | None = None
+
+    def fail(message: str) -> PaginationError:
+        return PaginationError(message, workspace=workspace, offset=offset)
+
     try:
         while True:
             requests += 1
             if requests > max_requests:
-                raise PaginationError(
+                raise fail(
                     f"gave up after {max_requests} page requests (max_pages): "
-                    "the listing does not end",
-                    workspace=workspace,
-                    offset=offset,
+                    "the listing does not end"
+                )
+            if idle > NO_PROGRESS_REQUESTS:
+                raise fail(
+                    f"{idle} page requests in a row brought no new key and no end: the "
+                    "server ignores offset, keys change between every two requests, or "
+                    "pages of one key cannot show what they skip"
                 )
             try:
                 page = prefetch.get(offset)
             except ApiError as exc:
                 raise exc.locate(workspace=workspace, offset=offset) from exc.__cause__
-            items = page.records
-            if not items and (offset == 0 or not progressed):
-                return  # empty at the start, or again after a step back that found nothing
+            items = _distinct(page.records)
             _check_newest_first(items, workspace=workspace, offset=offset)
-            page_size = max(page_size, len(items))
-            if offset > 0 and (not items or cursor.is_behind(items[0])):
-                # Keys were deleted before this offset; some may have slipped past it
-                # (past the end, even: a list that shrank below the offset is empty there).
-                step_back = step_back * 2 if step_back else max(page_size - OVERLAP, 1)
-                offset = max(0, offset - step_back)
+            if not items and (offset == 0 or offset == settled_end):
+                return
+            idle += 1
+            if offset > 0 and (not items or not cursor.covers(items[0])):
+                # A gap (keys deleted before this offset made others slip past it), or an
+                # empty page that is not the end (the list shrank below the offset).
+                step_back = step_back * 2 if step_back else 1
+                offset, settled_end = max(0, offset - step_back), None
                 prefetch.cancel()
                 continue
-            recovering, step_back = step_back > 0, 0
+            step_back = 0
             fresh = [record for record in items if cursor.admit(record)]
-            progressed = bool(fresh)
-            if fresh:
-                yield KeyPage(workspace, offset, fresh, page.server_time, len(items))
-            elif len(items) < page_size or page_size <= OVERLAP:
-                # Keys older than the cursor never appear later (new keys are newest),
-                # so a page that is not full and holds none of them ends the listing.
-                return
-            elif not recovering:
-                raise PaginationError(
-                    f"a full page ({len(items)} keys) holds only keys already listed: "
-                    "the server ignores offset or repeats pages",
-                    workspace=workspace,
-                    offset=offset,
-                )
+            if not fresh:
+                # Only keys already listed (or created since): look right past them.
+                offset = settled_end = offset + len(items)
+                continue
+            idle, settled_end = 0, None
+            yield KeyPage(workspace, offset, fresh, page.server_time, len(page.records))
             offset += max(len(items) - OVERLAP, 1)
-            if len(items) == page_size > OVERLAP:
-                step = page_size - OVERLAP
+            if len(items) == previous_size > OVERLAP:
+                step = len(items) - OVERLAP
                 prefetch.ahead(range(offset, offset + step * lookahead, step))
+            previous_size = len(items)
     finally:
         prefetch.cancel()

@@ -194,14 +194,17 @@ class World:
         *,
         include_disabled: bool,
         include_expired: bool,
+        page_size: int | None = None,
     ) -> list[SimKey]:
-        """One page of a workspace's keys, newest first, as ``GET /keys`` lists them."""
+        """One page of a workspace's keys, newest first, as ``GET /keys`` lists them
+        (``page_size`` keys, the world's own page size by default)."""
         with self.lock:
             keys = self._view(
                 workspace_id or self.default_workspace_id, include_disabled, include_expired
             )
             end = len(keys) - offset
-            return keys[max(0, end - self.page_size) : max(0, end)][::-1]
+            size = page_size or self.page_size
+            return keys[max(0, end - size) : max(0, end)][::-1]
 
     def key_payload(self, key: SimKey) -> dict[str, Any]:
         """The key as the API renders it at the current time (money as Decimal)."""

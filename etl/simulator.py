@@ -50,6 +50,7 @@ _FAULT_NAMES = (
     "ignored_offset",
     "drift_deletes",
     "drift_creates",
+    "duplicated_keys",
 )
 
 
@@ -68,9 +69,16 @@ class Faults:
     schema_drift: bool = False
     drift_deletes_per_page: int = 0
     drift_creates_per_page: int = 0
+    # After the n-th GET /keys since it was set, [deletes, creates] from this list; once
+    # it is used up, drift_deletes_per_page and drift_creates_per_page apply.
+    drift_schedule: list[list[int]] = field(default_factory=list)
     ignore_offset: bool = False
     slow_rate: float = 0.0
     slow_seconds: float = 5.0
+    # Sizes of successive GET /keys pages, cycled (empty: the world's page size).
+    page_sizes: list[int] = field(default_factory=list)
+    # Chance that a page lists one of its keys twice, next to itself.
+    duplicate_key_rate: float = 0.0
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply changes by field name, rejecting unknown names and values of the wrong type."""
@@ -82,7 +90,18 @@ class Faults:
             ok = type(value) is type(current) or (type(current) is float and type(value) is int)
             if not ok or (name == "retry_after" and value not in RETRY_AFTER_MODES):
                 raise ValueError(f"bad value for fault setting: {name}")
+            if name == "page_sizes" and not all(_count_of(v, least=1) for v in value):
+                raise ValueError("page_sizes must be a list of integers >= 1")
+            if name == "drift_schedule" and not all(
+                type(v) is list and len(v) == 2 and all(_count_of(n, least=0) for n in v)
+                for v in value
+            ):
+                raise ValueError("drift_schedule must be a list of [deletes, creates] pairs")
             setattr(self, name, float(value) if type(current) is float else value)
+
+
+def _count_of(value: object, *, least: int) -> bool:
+    return type(value) is int and value >= least
 
 
 @dataclass(frozen=True)
@@ -213,6 +232,9 @@ class Simulator:
         self._rng = Random(seed)
         self._lock = threading.Lock()  # guards rng, stats and burst; taken before world.lock
         self._burst_left = 0
+        self._key_pages = 0  # GET /keys answered: drives page_sizes
+        self._schedule: list[list[int]] = []  # the drift_schedule in use, and how far
+        self._scheduled = 0
         self._key_json: dict[str, _Rendered] = {}
 
     def handle(
@@ -282,12 +304,24 @@ class Simulator:
             offset = 0
             self._count("ignored_offset")
         drift = self.faults.schema_drift
+        with self._lock:
+            sizes = self.faults.page_sizes
+            size = sizes[self._key_pages % len(sizes)] if sizes else None
+            duplicate = self._chance("duplicate_key_rate", "duplicated_keys")
+            twin = self._rng.random()
         with self.world.lock:
             now = self.world.now
             keys = self.world.page(
-                ws_id, offset, include_disabled=include_disabled, include_expired=include_expired
+                ws_id,
+                offset,
+                include_disabled=include_disabled,
+                include_expired=include_expired,
+                page_size=size,
             )
             frags = [self._render(key, drift) for key in keys]
+        if duplicate and frags:
+            at = int(twin * len(frags))
+            frags.insert(at, frags[at])
         body = b'{"data":[' + b",".join(frags) + b"]" + (_DRIFT_PAGE_FIELD if drift else b"") + b"}"
         with self._lock:
             if self._chance("malformed_json_rate", "malformed_json"):
@@ -437,7 +471,16 @@ class Simulator:
         return {}
 
     def _drift_after_page(self, ws_id: str) -> None:
-        deletes, creates = self.faults.drift_deletes_per_page, self.faults.drift_creates_per_page
+        self._key_pages += 1
+        schedule = self.faults.drift_schedule
+        if schedule is not self._schedule:  # a new schedule starts with the next page
+            self._schedule, self._scheduled = schedule, 0
+        if self._scheduled < len(schedule):
+            deletes, creates = schedule[self._scheduled]
+            self._scheduled += 1
+        else:
+            deletes = self.faults.drift_deletes_per_page
+            creates = self.faults.drift_creates_per_page
         if deletes > 0:
             live = self.world.live_hashes(ws_id)
             for key_hash in self._rng.sample(live, min(deletes, len(live))):

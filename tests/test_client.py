@@ -80,15 +80,15 @@ def hashes(client: OpenRouterClient, workspace: str = WORKSPACE) -> list[str]:
 # -- paging ------------------------------------------------------------------------
 
 
-def test_pages_go_on_past_short_pages_until_nothing_new() -> None:
+def test_pages_end_on_an_empty_page_right_past_the_last_key() -> None:
     api = FakeKeysApi(95, page_size=40)  # a server whose pages are not 100
     client, _ = make_client(api.handler, concurrency=1)
     with client:
         got = hashes(client)
     assert got == [k["hash"] for k in api.keys]
-    # 40 keys, then 40 (overlapping one), then the last 17, then only the last key again:
-    # a page that is not full and has nothing new is the end.
-    assert api.offsets() == [0, 39, 78, 94]
+    # 40 keys, then 40 (overlapping one), then the last 17, then only the last key again,
+    # then the empty page right past it: only an empty page ends a listing.
+    assert api.offsets() == [0, 39, 78, 94, 95]
 
 
 def test_short_page_mid_list_does_not_end_the_listing() -> None:
@@ -152,12 +152,28 @@ def test_missing_date_header_falls_back_to_local_clock() -> None:
 
 def test_key_created_while_paging_is_not_yielded_twice() -> None:
     api = FakeKeysApi(250)
-    api.after_page = lambda a, offset: a.create()  # a new key after every request
+
+    def create_during_first_pages(a: FakeKeysApi, offset: int) -> None:
+        if len(a.requests) <= 3:
+            a.create()  # a new key after each of the first three requests
+
+    api.after_page = create_during_first_pages
     client, _ = make_client(api.handler, concurrency=1)
     with client:
         got = hashes(client)
     assert len(got) == len(set(got)) == 250  # the 250 that existed; each exactly once
-    assert len(api.requests) == 4  # 0, 99, 198 (short) and 247: the end, though keys keep coming
+    # 0, 99, 198 bring keys (each page starts a key earlier: one was created); then a
+    # page of keys already listed, and the empty page right past it: the end.
+    offsets = api.offsets()
+    assert offsets[:3] == [0, 99, 198] and len(offsets) == 5
+
+
+def test_keys_created_between_every_two_requests_fail_rather_than_guess_the_end() -> None:
+    api = FakeKeysApi(250)
+    api.after_page = lambda a, offset: a.create()
+    client, _ = make_client(api.handler, concurrency=1)
+    with client, pytest.raises(PaginationError, match="keys change between every two"):
+        hashes(client)
 
 
 def test_key_deleted_while_paging_does_not_hide_others() -> None:
@@ -217,8 +233,7 @@ def test_server_ignoring_offset_is_an_error_naming_workspace_and_offset() -> Non
     with client, pytest.raises(PaginationError) as caught:
         hashes(client)
     message = str(caught.value)
-    assert f"workspace {WORKSPACE}" in message
-    assert "offset 99" in message
+    assert f"workspace {WORKSPACE}, offset " in message
     assert "ignores offset" in message
 
 
@@ -229,7 +244,7 @@ def test_small_listing_served_at_every_offset_is_an_error() -> None:
         return json_response(200, {"data": api.keys})
 
     client, _ = make_client(repeat)
-    with client, pytest.raises(PaginationError, match=r"offset 29: .*ignores offset"):
+    with client, pytest.raises(PaginationError, match=r"offset \d+: .*ignores offset"):
         hashes(client)
 
 
@@ -509,8 +524,9 @@ def test_client_requests_wait_for_the_rate_limit() -> None:
     )
     with client:
         hashes(client)
-    assert len(api.requests) == 6  # 0, 99, 198, 297, 396 (short), 449 (nothing new)
-    assert sleeps == pytest.approx([0.5 * n for n in range(1, 6)])
+    # 0, 99, 198, 297, 396 (short), 449 (nothing new), 450 (empty: the end)
+    assert len(api.requests) == 7
+    assert sleeps == pytest.approx([0.5 * n for n in range(1, 7)])
 
 
 def test_one_concurrency_bound_covers_every_workspace() -> None:
@@ -601,7 +617,8 @@ def test_socket_listing_survives_faults() -> None:
 
 @pytest.mark.parametrize(("deletes", "creates"), [(1, 0), (0, 2), (3, 3)])
 def test_socket_drift_while_paging_loses_and_repeats_nothing(deletes: int, creates: int) -> None:
-    faults = Faults(drift_deletes_per_page=deletes, drift_creates_per_page=creates)
+    # Keys change after each of the first pages; then the list settles, as lists do.
+    faults = Faults(drift_schedule=[[deletes, creates]] * 6)
     with run_simulator(
         workspaces=1, keys_per_workspace=600, token=SIM_TOKEN, faults=faults
     ) as server:
@@ -624,7 +641,8 @@ def test_socket_server_ignoring_offset_is_reported() -> None:
         workspace = server.simulator.world.workspace_ids[0]
         with socket_client(server) as client, pytest.raises(PaginationError) as caught:
             hashes(client, workspace)
-    assert f"workspace {workspace}, offset 99" in str(caught.value)
+    assert f"workspace {workspace}, offset " in str(caught.value)
+    assert "ignores offset" in str(caught.value)
 
 
 def test_socket_slow_response_times_out_and_is_retried() -> None:

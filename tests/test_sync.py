@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -433,7 +434,7 @@ def test_bad_page_fails_its_workspace_only(engine: Engine, kind: str, expected: 
 
     def spoil(method: str, path: str, query: str, *rest: Any) -> Any:
         if kind == "server ignoring offset" and broken in query:
-            query = query.replace("offset=99", "offset=0").replace("offset=198", "offset=0")
+            query = re.sub(r"offset=\d+", "offset=0", query)
         response = original(method, path, query, *rest)
         if kind != "server ignoring offset" and broken in query and "offset=99" in query:
             return type(response)(200, response.headers, _bad_page(kind, response.body))
@@ -446,7 +447,14 @@ def test_bad_page_fails_its_workspace_only(engine: Engine, kind: str, expected: 
     assert list(failed) == [broken]
     error = failed[broken]
     assert error is not None and "\n" not in error
-    assert f"workspace {broken}, offset 99" in error and expected in error
+    # Paging stops where the page broke; a server ignoring offset shows only by the
+    # listing not advancing, somewhere past it.
+    where = (
+        f"workspace {broken}, offset "
+        if kind == "server ignoring offset"
+        else (f"workspace {broken}, offset 99")
+    )
+    assert where in error and expected in error
     assert count(engine, ApiKey, ApiKey.workspace_id == broken) == 0
     for other in simulator.world.workspace_ids[:2]:
         assert count(engine, ApiKey, ApiKey.workspace_id == other) == 250
