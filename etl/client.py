@@ -220,6 +220,10 @@ class OpenRouterClient:
             raise PayloadError(f"key {key_hash}: the response has no 'data' field")
         return KeyLookup(parse_key(body["data"]), server_time(response, self._now))
 
+    def get_keys(self, hashes: list[str]) -> Iterator[tuple[str, KeyLookup | None]]:
+        """``get_key`` for each hash, as many at once as ``concurrency`` allows."""
+        return zip(hashes, self._executor.map(self.get_key, hashes), strict=True)
+
     def list_workspaces(self) -> list[WorkspaceRecord]:
         """Every workspace the management key can see, through offset pages of 100."""
         workspaces: list[WorkspaceRecord] = []

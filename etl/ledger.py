@@ -14,8 +14,9 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl import __version__, locks
+from etl.config import DEFAULT_WORKSPACE
 from etl.load import PageCounts
-from models import SyncRun, SyncRunWorkspace
+from models import SyncRun, SyncRunWorkspace, Workspace
 
 
 def utcnow() -> datetime:
@@ -170,6 +171,22 @@ def synced_since(connection: Connection, requested_as: str, since: datetime) -> 
         )
         .limit(1)
     )
+
+
+def delisted_workspaces(connection: Connection, account: str, listed: set[str]) -> list[str]:
+    """Workspaces this account synced before that discovery no longer lists (and that
+    are not yet marked so)."""
+    synced = (
+        select(SyncRunWorkspace.workspace_id)
+        .where(SyncRunWorkspace.account == account[:255], SyncRunWorkspace.status == "ok")
+        .distinct()
+    )
+    query = select(Workspace.id).where(
+        Workspace.id.in_(synced),
+        Workspace.delisted_at.is_(None),
+        Workspace.id.not_in({*listed, DEFAULT_WORKSPACE}),
+    )
+    return sorted(connection.scalars(query))
 
 
 def last_resolved(connection: Connection, requested_as: str) -> str | None:

@@ -252,6 +252,11 @@ def clear_seen(connection: Connection, sync_run_workspace_id: int) -> None:
     )
 
 
+def mark_delisted(connection: Connection, workspace_id: str, at: datetime) -> None:
+    """Record that discovery no longer lists the workspace (a later listing clears it)."""
+    connection.execute(update(Workspace).where(Workspace.id == workspace_id).values(delisted_at=at))
+
+
 def upsert_workspace(
     connection: Connection,
     workspace_id: str,
@@ -270,6 +275,7 @@ def upsert_workspace(
         values["slug"] = slug
     if synced_at is not None:
         values["last_synced_at"] = synced_at
+        values["delisted_at"] = None  # listed again
     if existing is None:
         connection.execute(
             insert(Workspace),

@@ -320,6 +320,29 @@ class World:
             key.version += 1
             self._ws_version[key.workspace_id] += 1
 
+    def move_key(self, key_hash: str, workspace_id: str) -> None:
+        """Move a live key to another workspace at the current time."""
+        with self.lock:
+            key = self._live(key_hash)
+            if workspace_id not in self._workspaces:
+                raise KeyError(workspace_id)
+            source = self._order[key.workspace_id]
+            del source[bisect.bisect_left(source, _order_key(key), key=_order_key)]
+            self._ws_version[key.workspace_id] += 1
+            key.workspace_id = workspace_id
+            bisect.insort(self._order[workspace_id], key, key=_order_key)
+            self._ws_version[workspace_id] += 1
+            key.version += 1
+
+    def delete_workspace(self, workspace_id: str) -> None:
+        """Delete a workspace and its keys: ``GET /workspaces`` stops listing it."""
+        with self.lock:
+            if workspace_id == self.default_workspace_id:
+                raise ValueError("the default workspace cannot be deleted")
+            for key in list(self._order[workspace_id]):
+                self.delete_key(key.hash)
+            del self._workspaces[workspace_id]
+
     def spend(self, key_hash: str, usage: Decimal, byok: Decimal = ZERO) -> None:
         """Record spend on a live key at the current time."""
         with self.lock:

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from etl import history, ledger, load, locks
 from etl.client import OpenRouterClient
 from etl.config import DEFAULT_WORKSPACE, Account, Settings, WorkspaceSpec
+from etl.confirm import confirm_each, confirm_missing
 from etl.database import WRITE
 from etl.errors import ApiError, AuthError, LoadError
 from etl.extract import resolve_workspaces
@@ -39,7 +40,7 @@ class WorkspaceResult:
 
     account: str
     workspace_id: str
-    status: str  # ok, failed or skipped
+    status: str  # ok, failed, skipped, or delisted (no longer listed; its keys confirmed)
     counts: load.PageCounts = field(default_factory=load.PageCounts)
     pages: int = 0
     deleted: int = 0
@@ -74,9 +75,10 @@ class SyncResult:
         for w in self.workspaces:
             total.add(w.counts)
         prefix = "sync (dry run, nothing written)" if self.dry_run else "sync"
+        delisted = f", {by.count('delisted')} no longer listed" if "delisted" in by else ""
         return (
             f"{prefix}: {by.count('ok')} workspaces ok, {by.count('failed')} failed, "
-            f"{by.count('skipped')} skipped; keys seen {total.seen}, new {total.new}, "
+            f"{by.count('skipped')} skipped{delisted}; keys seen {total.seen}, new {total.new}, "
             f"changed {total.changed}, deleted {sum(w.deleted for w in self.workspaces)}; "
             f"{total.snapshots} snapshot rows; {self.seconds:.1f}s"
         )
@@ -158,13 +160,31 @@ def run_sync(
                     )
                     log.info("account %s: cannot list workspaces: %s", account.name, exc)
                     continue
+                refused = False
                 for workspace in workspaces:
                     result = _sync_workspace(
                         units, client, run_id, run_started, account, workspace, wait_seconds
                     )
                     results.append(result)
                     if result.key_refused:
+                        refused = True
                         break  # the other workspaces of this key would be refused too
+                if account.workspaces is None and not refused:
+                    with units.unit() as connection:
+                        listed = {w.id for w in workspaces}
+                        gone = ledger.delisted_workspaces(connection, account.name, listed)
+                    for workspace_id in gone:
+                        result = _sync_workspace(
+                            units,
+                            client,
+                            run_id,
+                            run_started,
+                            account,
+                            WorkspaceSpec(workspace_id),
+                            wait_seconds,
+                            delisted=True,
+                        )
+                        results.append(result)
         outcome = SyncResult(run_id, results, time.monotonic() - started, dry_run)
         with units.unit() as connection:
             status = "failed" if outcome.status == "locked" else outcome.status
@@ -186,7 +206,11 @@ def _sync_workspace(
     account: Account,
     workspace: WorkspaceSpec,
     wait_seconds: float,
+    *,
+    delisted: bool = False,
 ) -> WorkspaceResult:
+    """Sync one workspace in its own transaction, or, when discovery no longer lists it
+    (``delisted``), confirm each of its keys and mark it so."""
     lock = locks.acquire(units.engine, workspace.id, wait_seconds=wait_seconds)
     if lock is None:
         reason = f"held by another run ({ledger.holder(units.engine, workspace.id)})"
@@ -205,8 +229,12 @@ def _sync_workspace(
             )
         try:
             with units.unit() as connection:
-                _load_workspace(connection, client, run_id, ledger_id, workspace, result)
-                result.status = "ok"
+                if delisted:
+                    _retire_workspace(connection, client, run_id, ledger_id, workspace, result)
+                    result.status = "delisted"
+                else:
+                    _load_workspace(connection, client, run_id, ledger_id, workspace, result)
+                    result.status = "ok"
                 _close(connection, ledger_id, result)
         except (ApiError, SQLAlchemyError) as exc:
             result.status = "failed"
@@ -285,22 +313,22 @@ def _load_workspace(
     if observed is None:
         observed = _recent_observations(connection, resolved, listed_at)
     # Offset paging can skip a key while others are deleted: ask before marking.
-    gone = []
-    for key_hash in load.missing_keys(connection, resolved, ledger_id):
-        found = client.get_key(key_hash)
-        if found is None:
-            gone.append(key_hash)
-        else:
-            result.counts.add(
-                load.load_keys(
-                    connection,
-                    [found.record],
-                    captured_at=found.server_time,
-                    sync_run_id=run_id,
-                    sync_run_workspace_id=None,
-                    observed_days=observed,
-                )
+    missing = load.missing_keys(connection, resolved, ledger_id)
+    confirmed = confirm_missing(
+        client, missing, workspace_id=resolved, listed=result.counts.seen - result.counts.new
+    )
+    gone = confirmed.gone
+    for found in confirmed.found:
+        result.counts.add(
+            load.load_keys(
+                connection,
+                [found.record],
+                captured_at=found.server_time,
+                sync_run_id=run_id,
+                sync_run_workspace_id=None,
+                observed_days=observed,
             )
+        )
     result.deleted = load.mark_deleted(
         connection, gone, listed_at, workspace_id=resolved, observed_days=observed
     )
@@ -318,6 +346,37 @@ def _load_workspace(
         now=ledger.utcnow(),
     )
     ledger.resolve_workspace(connection, ledger_id, resolved, listed_at)
+
+
+def _retire_workspace(
+    connection: Connection,
+    client: OpenRouterClient,
+    run_id: int,
+    ledger_id: int,
+    workspace: WorkspaceSpec,
+    result: WorkspaceResult,
+) -> None:
+    """Discovery stopped listing the workspace: ask for each of its live keys (404:
+    deleted, history kept; found: stored as it is now) and mark the workspace delisted."""
+    now = ledger.utcnow()
+    observed = _recent_observations(connection, workspace.id, now)
+    confirmed = confirm_each(client, load.missing_keys(connection, workspace.id, ledger_id))
+    deleted_at = now  # a 404 carries no key, so the local clock dates the deletions
+    for found in confirmed.found:
+        result.counts.add(
+            load.load_keys(
+                connection,
+                [found.record],
+                captured_at=found.server_time,
+                sync_run_id=run_id,
+                sync_run_workspace_id=None,
+                observed_days=observed,
+            )
+        )
+    result.deleted = load.mark_deleted(
+        connection, confirmed.gone, deleted_at, workspace_id=workspace.id, observed_days=observed
+    )
+    load.mark_delisted(connection, workspace.id, deleted_at)
 
 
 def _recent_observations(

@@ -38,6 +38,12 @@ class Workspace(Base):
         comment="Server time (UTC) of the last successful sync of this workspace: every "
         "live key in it was confirmed as of then.",
     )
+    delisted_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime,
+        comment="Server time (UTC) of the sync that found GET /workspaces no longer listing "
+        "this workspace; its keys were then confirmed one by one (404: deleted). NULL "
+        "while listed.",
+    )
 
 
 class ApiKey(Base):

@@ -70,7 +70,8 @@ class SyncRunWorkspace(Base):
     )
     status: Mapped[str] = mapped_column(
         String(16),
-        comment="running, ok, failed, skipped (held by another run) or abandoned.",
+        comment="running, ok, failed, skipped (held by another run), abandoned, or delisted "
+        "(no longer listed by GET /workspaces: its keys were confirmed one by one).",
     )
     started_at: Mapped[datetime] = mapped_column(
         UtcDateTime, comment="Local clock (UTC) when this workspace started."
