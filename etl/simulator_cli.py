@@ -130,6 +130,19 @@ _COUNT = click.IntRange(min=0)
 )
 @click.option("--ignore-offset", is_flag=True, help="Serve page 0 whatever offset is asked.")
 @click.option(
+    "--page-sizes",
+    default="",
+    callback=lambda ctx, param, value: _sizes(value),
+    help="Sizes of successive GET /keys pages, cycled, e.g. 100,150,50,101,7 "
+    "(default: --page-size for every page).",
+)
+@click.option(
+    "--duplicate-key-rate",
+    default=0.0,
+    type=_RATE,
+    help="Probability that a GET /keys page lists one of its keys twice, next to itself.",
+)
+@click.option(
     "--slow-rate",
     default=0.0,
     type=_RATE,
@@ -178,6 +191,16 @@ def simulate(
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _sizes(value: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter("a comma-separated list of integers, e.g. 100,150,7") from None
+    if any(size < 1 for size in sizes):
+        raise click.BadParameter("page sizes must be at least 1")
+    return sizes
 
 
 def _serve(simulator: Simulator, host: str, port: int, stop: threading.Event) -> None:

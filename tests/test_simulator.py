@@ -554,6 +554,43 @@ def test_drift_deletes_and_creates_keys_between_pages(
     assert sim.stats.faults["drift_deletes"] == 3 and sim.stats.faults["drift_creates"] == 2
 
 
+def test_page_sizes_schedule_sizes_successive_pages(
+    sim: Simulator, client: httpx.Client, world: World
+) -> None:
+    sim.faults.update({"page_sizes": [3, 150, 7]})
+    sizes = [len(body(client.get("/keys", params=ALL))["data"]) for _ in range(4)]
+    assert sizes == [3, 150, 7, 3]
+    for bad in ([0], [2, "3"], "7", [True]):
+        with pytest.raises(ValueError, match="page_sizes"):
+            sim.faults.update({"page_sizes": bad})
+
+
+def test_duplicate_key_is_listed_twice_next_to_itself(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.update({"duplicate_key_rate": 1.0})
+    hashes = [k["hash"] for k in body(client.get("/keys", params=ALL))["data"]]
+    assert len(hashes) == 101 and len(set(hashes)) == 100
+    twin = next(i for i in range(100) if hashes[i] == hashes[i + 1])
+    assert hashes[:twin] + hashes[twin + 1 :] == [
+        k.hash for k in sim.world.page(None, 0, include_disabled=True, include_expired=True)
+    ]
+    assert sim.stats.faults["duplicated_keys"] == 1
+
+
+def test_drift_schedule_changes_keys_after_the_next_pages_only(
+    sim: Simulator, client: httpx.Client, world: World
+) -> None:
+    ws = world.default_workspace_id
+    client.get("/keys", params=ALL)  # a schedule counts from when it is set
+    sim.faults.update({"drift_schedule": [[2, 0], [0, 5]]})
+    counts = []
+    for _ in range(3):
+        client.get("/keys", params=ALL)
+        counts.append(world.live_key_count(ws))
+    assert counts == [248, 253, 253]
+    with pytest.raises(ValueError, match="drift_schedule"):
+        sim.faults.update({"drift_schedule": [[1]]})
+
+
 def test_ignore_offset_repeats_the_first_page(sim: Simulator, client: httpx.Client) -> None:
     sim.faults.ignore_offset = True
     first = body(client.get("/keys", params=ALL))["data"]
