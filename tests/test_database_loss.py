@@ -64,19 +64,32 @@ class Proxy:
             pass
         finally:
             for end in (source, sink):
-                with contextlib.suppress(OSError):
-                    end.close()
+                _hang_up(end)
 
     def cut(self) -> None:
         """Refuse new connections and drop every open one."""
         with self.lock:
             self.closed = True
         self.listener.close()
+        self.drop()
+
+    def drop(self) -> None:
+        """Drop every open connection; new ones still get through (a lost connection
+        that comes back)."""
         with self.lock:
-            for sock in self.sockets:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
+            sockets, self.sockets = self.sockets, []
+        for sock in sockets:
+            _hang_up(sock)
+
+
+def _hang_up(sock: socket.socket) -> None:
+    # shutdown() before close(): a bare close() of a socket another pipe thread is
+    # blocked reading frees the descriptor but sends no FIN, so the database kept the
+    # session (and the dead run's lock) open, and a later shutdown() met EBADF.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 @pytest.mark.parametrize("cut_after", [0.8, 1.6])
