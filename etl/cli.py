@@ -128,6 +128,8 @@ def sync(
                 f"{workspace.status}: {workspace.error}",
                 err=True,
             )
+    if result.error is not None:
+        click.echo(f"keyledger: error: {result.error}", err=True)
     click.echo(result.summary(), err=True)
     codes = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "locked": EXIT_LOCKED}
     sys.exit(codes.get(result.status, EXIT_FAILURE))

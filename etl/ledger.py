@@ -73,10 +73,14 @@ def abandon_dead_runs(engine: Engine) -> int:
     return len(dead)
 
 
-def finish_run(connection: Connection, run_id: int, status: str) -> None:
-    """Close the run's row with its final status."""
+def finish_run(
+    connection: Connection, run_id: int, status: str, *, error: str | None = None
+) -> None:
+    """Close the run's row with its final status (and why it stopped short, if it did)."""
     connection.execute(
-        update(SyncRun).where(SyncRun.id == run_id).values(finished_at=utcnow(), status=status)
+        update(SyncRun)
+        .where(SyncRun.id == run_id)
+        .values(finished_at=utcnow(), status=status, error=error)
     )
 
 

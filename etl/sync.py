@@ -3,8 +3,11 @@
 A workspace is loaded atomically: every row a run writes for it (keys, snapshots,
 deletions, its ledger counts) commits together or not at all, so readers see all of
 a workspace's keys from a run or none. A workspace that fails is rolled back and
-recorded as failed; the others still commit. ``--dry-run`` runs the same code inside
-one outer transaction that is rolled back at the end (workspaces become savepoints).
+recorded as failed, counting nothing; the others still commit. When the database
+cannot even record a failure, the run stops there, still reports what committed before
+(partial), and tries once more to write the ledger rows it owes and close the run.
+``--dry-run`` runs the same code inside one outer transaction that is rolled back at
+the end (workspaces become savepoints).
 """
 
 from __future__ import annotations
@@ -34,9 +37,15 @@ log = logging.getLogger(__name__)
 ClientFactory = Callable[[Account], OpenRouterClient]
 
 
+# Why a workspace of the run was not attempted (its ledger row says so).
+KEY_REFUSED = "not attempted: the management key was refused"
+DATABASE_FAILED = "not attempted: the database failed"
+
+
 @dataclass
 class WorkspaceResult:
-    """How one workspace fared in a run."""
+    """How one workspace fared in a run. The counts are of committed work only: a
+    workspace whose transaction rolled back wrote nothing and counts nothing."""
 
     account: str
     workspace_id: str
@@ -46,6 +55,8 @@ class WorkspaceResult:
     deleted: int = 0
     error: str | None = None
     key_refused: bool = False  # the management key was refused (401/403)
+    ledger_id: int | None = None  # its sync_run_workspaces row, once inserted
+    ledger_pending: bool = False  # this outcome is still to be written to its ledger row
 
 
 @dataclass
@@ -56,12 +67,16 @@ class SyncResult:
     workspaces: list[WorkspaceResult]
     seconds: float
     dry_run: bool = False
+    error: str | None = None  # why the run stopped short (the database failed)
 
     @property
     def status(self) -> str:
         """ok (nothing failed; workspaces another run had are skipped), partial (some
-        failed), failed (none synced) or locked (every workspace held by another run)."""
+        failed, or the database failed after some committed), failed (none synced) or
+        locked (every workspace held by another run)."""
         states = {w.status for w in self.workspaces}
+        if self.error is not None:
+            return "partial" if "ok" in states else "failed"
         if states == {"skipped"}:
             return "locked"
         if "failed" not in states:
@@ -82,6 +97,16 @@ class SyncResult:
             f"changed {total.changed}, deleted {sum(w.deleted for w in self.workspaces)}; "
             f"{total.snapshots} snapshot rows; {self.seconds:.1f}s"
         )
+
+
+class _Unrecorded(Exception):
+    """A workspace failed and the database could not even record that: the rest of
+    the run would fail the same way. Carries the workspace's (failed) result."""
+
+    def __init__(self, result: WorkspaceResult, cause: SQLAlchemyError) -> None:
+        super().__init__(result.error)
+        self.result = result
+        self.cause = cause
 
 
 def one_line(exc: BaseException) -> str:
@@ -135,7 +160,12 @@ def run_sync(
     wait_seconds: float = 0.0,
     client_factory: ClientFactory | None = None,
 ) -> SyncResult:
-    """Sync every configured workspace of every account; never raises for one workspace."""
+    """Sync every configured workspace of every account; never raises for one workspace.
+
+    A database failure before any workspace committed raises LoadError. After one
+    committed, it ends the run early instead: the result says why (``error``) and
+    counts as partial, so the work already committed is still reported.
+    """
     started = time.monotonic()
     make_client = client_factory or (lambda a: OpenRouterClient(a.client, a.management_key))
     token = str(uuid.uuid4())
@@ -150,45 +180,23 @@ def run_sync(
         run_started = ledger.utcnow()
         with units.unit() as connection:
             run_id = ledger.start_run(connection, dry_run=dry_run, lock_token=token)
-        for account in settings.accounts:
-            with make_client(account) as client:
-                try:
-                    workspaces = resolve_workspaces(client, account.workspaces)
-                except ApiError as exc:
-                    results.append(
-                        WorkspaceResult(account.name, "*", "failed", error=one_line(exc))
-                    )
-                    log.info("account %s: cannot list workspaces: %s", account.name, exc)
-                    continue
-                refused = False
-                for workspace in workspaces:
-                    result = _sync_workspace(
-                        units, client, run_id, run_started, account, workspace, wait_seconds
-                    )
-                    results.append(result)
-                    if result.key_refused:
-                        refused = True
-                        break  # the other workspaces of this key would be refused too
-                if account.workspaces is None and not refused:
-                    with units.unit() as connection:
-                        listed = {w.id for w in workspaces}
-                        gone = ledger.delisted_workspaces(connection, account.name, listed)
-                    for workspace_id in gone:
-                        result = _sync_workspace(
-                            units,
-                            client,
-                            run_id,
-                            run_started,
-                            account,
-                            WorkspaceSpec(workspace_id),
-                            wait_seconds,
-                            delisted=True,
-                        )
-                        results.append(result)
-        outcome = SyncResult(run_id, results, time.monotonic() - started, dry_run)
-        with units.unit() as connection:
-            status = "failed" if outcome.status == "locked" else outcome.status
-            ledger.finish_run(connection, run_id, status)
+        lost = _sync_accounts(
+            units, settings, make_client, run_id, run_started, wait_seconds, results
+        )
+        outcome = SyncResult(run_id, results, 0.0, dry_run)
+        if lost is not None:
+            outcome.error = f"the database failed, so the run stopped: {one_line(lost)}"
+        unclosed = _record_end(units, run_id, outcome)
+        if unclosed is not None:
+            lost = lost or unclosed
+            stopped = outcome.error or f"the run's end was not recorded: {one_line(lost)}"
+            outcome.error = (
+                f"{stopped}; sync_runs shows it running until a later run marks it abandoned"
+            )
+        if lost is not None and (dry_run or "ok" not in {w.status for w in results}):
+            # Nothing committed, so nothing to report but the database's failure.
+            raise LoadError(one_line(lost)) from lost
+        outcome.seconds = time.monotonic() - started
         return outcome
     except SQLAlchemyError as exc:
         raise LoadError(one_line(exc)) from exc
@@ -196,6 +204,132 @@ def run_sync(
         units.close()
         if run_lock is not None:
             run_lock.release()
+
+
+def _sync_accounts(
+    units: _Units,
+    settings: Settings,
+    make_client: ClientFactory,
+    run_id: int,
+    run_started: datetime,
+    wait_seconds: float,
+    results: list[WorkspaceResult],
+) -> SQLAlchemyError | None:
+    """Sync every account's workspaces into ``results``; returns the database failure
+    that stopped the run early, if one did."""
+    for account in settings.accounts:
+        with make_client(account) as client:
+            try:
+                workspaces = resolve_workspaces(client, account.workspaces)
+            except ApiError as exc:
+                results.append(WorkspaceResult(account.name, "*", "failed", error=one_line(exc)))
+                log.info("account %s: cannot list workspaces: %s", account.name, exc)
+                continue
+            lost: SQLAlchemyError | None = None
+            not_attempted: str | None = None
+            for workspace in workspaces:
+                if not_attempted is not None:
+                    # Its ledger row is written with the run's end.
+                    skipped = WorkspaceResult(
+                        account.name, workspace.id, "skipped", error=not_attempted
+                    )
+                    skipped.ledger_pending = True
+                    results.append(skipped)
+                    continue
+                try:
+                    result = _sync_workspace(
+                        units, client, run_id, run_started, account, workspace, wait_seconds
+                    )
+                except _Unrecorded as exc:
+                    result, lost = exc.result, exc.cause
+                except SQLAlchemyError as exc:
+                    # Outside the workspace's transaction (its lock or its ledger row):
+                    # nothing of it was written.
+                    result = WorkspaceResult(
+                        account.name, workspace.id, "failed", error=one_line(exc)
+                    )
+                    result.ledger_pending = True
+                    lost = exc
+                results.append(result)
+                if lost is not None:
+                    not_attempted = DATABASE_FAILED  # each would fail the same way
+                elif result.key_refused:
+                    not_attempted = KEY_REFUSED  # the others would be refused too
+            if lost is not None:
+                return lost  # later accounts are not even listed: they need the database too
+            if account.workspaces is None and not_attempted is None:
+                lost = _retire_delisted(
+                    units, client, run_id, run_started, account, workspaces, wait_seconds, results
+                )
+                if lost is not None:
+                    return lost
+    return None
+
+
+def _retire_delisted(
+    units: _Units,
+    client: OpenRouterClient,
+    run_id: int,
+    run_started: datetime,
+    account: Account,
+    listed: list[WorkspaceSpec],
+    wait_seconds: float,
+    results: list[WorkspaceResult],
+) -> SQLAlchemyError | None:
+    """Workspaces this account synced before that discovery no longer lists: confirm
+    their keys and mark them; returns a database failure that stopped it."""
+    try:
+        with units.unit() as connection:
+            gone = ledger.delisted_workspaces(connection, account.name, {w.id for w in listed})
+        for workspace_id in gone:
+            result = _sync_workspace(
+                units,
+                client,
+                run_id,
+                run_started,
+                account,
+                WorkspaceSpec(workspace_id),
+                wait_seconds,
+                delisted=True,
+            )
+            results.append(result)
+    except _Unrecorded as exc:
+        results.append(exc.result)
+        return exc.cause
+    except SQLAlchemyError as exc:
+        return exc
+    return None
+
+
+def _record_end(units: _Units, run_id: int, outcome: SyncResult) -> SQLAlchemyError | None:
+    """Write the ledger rows still missing (workspaces not attempted, failures the
+    database could not take at the time) and close the run, in one transaction.
+
+    Best effort: returns the error when the database is really gone; then the run
+    stays ``running`` until a later run finds its lock free and marks it abandoned.
+    """
+    status = "failed" if outcome.status == "locked" else outcome.status
+    try:
+        with units.unit() as connection:
+            for result in outcome.workspaces:
+                if not result.ledger_pending:
+                    continue
+                if result.ledger_id is None:
+                    ledger.open_workspace(
+                        connection,
+                        run_id,
+                        account=result.account,
+                        requested_as=result.workspace_id,
+                        status=result.status,
+                        error=result.error,
+                    )
+                else:
+                    _close(connection, result.ledger_id, result)
+            ledger.finish_run(connection, run_id, status, error=outcome.error)
+    except SQLAlchemyError as exc:
+        log.info("run %s: cannot record its end: %s", run_id, one_line(exc))
+        return exc
+    return None
 
 
 def _sync_workspace(
@@ -209,14 +343,17 @@ def _sync_workspace(
     *,
     delisted: bool = False,
 ) -> WorkspaceResult:
-    """Sync one workspace in its own transaction, or, when discovery no longer lists it
-    (``delisted``), confirm each of its keys and mark it so."""
+    """Sync one workspace in its own transaction and record how it ended; when
+    discovery no longer lists it (``delisted``), confirm each of its keys instead.
+
+    Raises SQLAlchemyError when the database fails outside that transaction (the
+    workspace's lock or ledger row), and _Unrecorded when it cannot record a failure.
+    """
     lock = locks.acquire(units.engine, workspace.id, wait_seconds=wait_seconds)
     if lock is None:
         reason = f"held by another run ({ledger.holder(units.engine, workspace.id)})"
         with units.unit() as connection:
             return _skip(connection, run_id, account, workspace, reason)
-    result = WorkspaceResult(account.name, workspace.id, "failed")
     try:
         with units.unit() as connection:
             other = ledger.synced_since(connection, workspace.id, run_started)
@@ -227,25 +364,37 @@ def _sync_workspace(
             ledger_id = ledger.open_workspace(
                 connection, run_id, account=account.name, requested_as=workspace.id
             )
+        attempt = WorkspaceResult(account.name, workspace.id, "ok", ledger_id=ledger_id)
         try:
             with units.unit() as connection:
                 if delisted:
-                    _retire_workspace(connection, client, run_id, ledger_id, workspace, result)
-                    result.status = "delisted"
+                    _retire_workspace(connection, client, run_id, ledger_id, workspace, attempt)
+                    attempt.status = "delisted"
                 else:
-                    _load_workspace(connection, client, run_id, ledger_id, workspace, result)
-                    result.status = "ok"
-                _close(connection, ledger_id, result)
+                    _load_workspace(connection, client, run_id, ledger_id, workspace, attempt)
+                _close(connection, ledger_id, attempt)
         except (ApiError, SQLAlchemyError) as exc:
-            result.status = "failed"
-            result.error = one_line(exc)
-            result.key_refused = isinstance(exc, AuthError)
-            log.info("workspace %s failed: %s", workspace.id, result.error)
-            with units.unit() as connection:
-                _close(connection, ledger_id, result)
+            # The attempt's counts rolled back with its rows: a failed workspace counts
+            # nothing, so the ledger and the summary describe only what was committed.
+            failed = WorkspaceResult(
+                account.name,
+                attempt.workspace_id,
+                "failed",
+                error=one_line(exc),
+                key_refused=isinstance(exc, AuthError),
+                ledger_id=ledger_id,
+            )
+            log.info("workspace %s failed: %s", workspace.id, failed.error)
+            try:
+                with units.unit() as connection:
+                    _close(connection, ledger_id, failed)
+            except SQLAlchemyError as lost:
+                failed.ledger_pending = True
+                raise _Unrecorded(failed, lost) from lost
+            return failed
+        return attempt
     finally:
         lock.release()
-    return result
 
 
 def _skip(

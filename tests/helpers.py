@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from sqlalchemy import Engine
 
 from etl.config import ClientSettings, Secret
 from etl.records import dump_json
@@ -80,3 +81,33 @@ def settings(**overrides: Any) -> ClientSettings:
 def secret() -> Secret:
     """The fake management key every test uses (and checks never leaks)."""
     return Secret(SECRET)
+
+
+def refuse_keys(engine: Engine, column: str, value: str) -> None:
+    """Make the database itself refuse any api_keys row whose ``column`` is ``value``
+    (``workspace_id``, or ``hash`` for one key): a trigger that raises, as a full disk
+    or a value out of range would: a real database error inside that workspace's
+    transaction, on every backend."""
+    message = f"refused by the test: api_keys.{column} = {value}"
+    if engine.dialect.name == "sqlite":
+        statements = [
+            f"CREATE TRIGGER refuse_keys BEFORE INSERT ON api_keys "
+            f"WHEN NEW.{column} = '{value}' "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        ]
+    elif engine.dialect.name == "postgresql":
+        statements = [
+            "CREATE OR REPLACE FUNCTION refuse_keys() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$",
+            "CREATE TRIGGER refuse_keys BEFORE INSERT ON api_keys FOR EACH ROW "
+            f"WHEN (NEW.{column} = '{value}') EXECUTE FUNCTION refuse_keys()",
+        ]
+    else:
+        statements = [
+            "CREATE TRIGGER refuse_keys BEFORE INSERT ON api_keys FOR EACH ROW "
+            f"BEGIN IF NEW.{column} = '{value}' THEN "
+            f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{message}'; END IF; END"
+        ]
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.exec_driver_sql(statement)

@@ -22,7 +22,8 @@ from etl.records import parse_json
 from etl.sim_server import SimulatorServer
 from etl.sim_world import World
 from etl.simulator import Simulator
-from models import ApiKey, SyncRunWorkspace
+from models import ApiKey, SyncRun, SyncRunWorkspace
+from tests.helpers import refuse_keys
 
 TOKEN = "sk-or-v1-cli-test-key-0123456789"
 
@@ -340,3 +341,32 @@ def test_psycopg_warnings_are_kept_out_of_the_one_error_line(flags: list[str], s
         assert psycopg_log.isEnabledFor(logging.WARNING) is shown
     finally:
         psycopg_log.setLevel(logging.NOTSET)
+
+
+def test_database_failure_after_two_workspaces_exits_3_with_summary(database_url: str) -> None:
+    """The database refuses the third workspace's keys (a real error, raised by a
+    trigger) after two workspaces committed: exit 3, the summary counts only what was
+    committed, and the run is closed as partial in sync_runs."""
+    world = World(seed=5, workspaces=3, keys_per_workspace=120)
+    third = world.workspace_ids[2]
+    engine = make_engine(database_url)
+    refuse_keys(engine, "workspace_id", third)
+    try:
+        with SimulatorServer(Simulator(world, token=TOKEN)) as running:
+            result = invoke("sync", env=sim_env(running, database_url))
+        assert result.exit_code == 3, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert lines[0].startswith(f"keyledger: workspace {third} (default) failed: ")
+        assert "refused by the test" in lines[0]
+        assert lines[-1].startswith("sync: 2 workspaces ok, 1 failed, 0 skipped; ")
+        assert "keys seen 240, new 240, changed 0, deleted 0; 240 snapshot rows" in lines[-1]
+        with engine.connect() as connection:
+            run = connection.execute(select(SyncRun)).one()
+            rows = {w.workspace_id: w for w in connection.execute(select(SyncRunWorkspace))}
+            stored = connection.scalar(select(func.count()).select_from(ApiKey))
+    finally:
+        engine.dispose()
+    assert (run.status, stored) == ("partial", 240)
+    assert run.finished_at is not None
+    assert rows[third].status == "failed"
+    assert (rows[third].keys_seen, rows[third].snapshots_written) == (0, 0)

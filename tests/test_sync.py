@@ -6,17 +6,20 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, event, func, select, update
 
 from etl.client import OpenRouterClient
 from etl.config import Account, ClientSettings, Secret, Settings, WorkspaceSpec
+from etl.load import PageCounts
 from etl.records import dump_json, parse_json
 from etl.sim_world import World
 from etl.simulator import Faults, Simulator
-from etl.sync import SyncResult, run_sync
+from etl.sync import KEY_REFUSED, SyncResult, run_sync
 from models import ApiKey, SyncRun, SyncRunWorkspace, SyncSeenKey, UsageSnapshot, Workspace
+from tests.helpers import refuse_keys
 
 TOKEN = "sk-or-v1-sim-management-key-for-tests"
 
@@ -463,3 +466,114 @@ def test_bad_page_fails_its_workspace_only(engine: Engine, kind: str, expected: 
             select(SyncRunWorkspace.error).where(SyncRunWorkspace.status == "failed")
         )
     assert recorded == error
+
+
+def test_rolled_back_workspace_counts_nothing(engine: Engine) -> None:
+    """The database refuses a key on the third workspace's second page, after its first
+    page was loaded: that work rolls back, so neither the result, the summary nor the
+    ledger may count it (they counted the first page's 100 keys and snapshots)."""
+    simulator = make_simulator(workspaces=3, keys=130)
+    broken = simulator.world.workspace_ids[2]
+    refuse_keys(engine, "hash", simulator.world.live_hashes(broken)[-1])  # listed last
+    result = sync(engine, simulator)
+    assert result.status == "partial"
+    failed = result.workspaces[2]
+    assert (failed.workspace_id, failed.status) == (broken, "failed")
+    assert failed.error is not None and "refused by the test" in failed.error
+    assert (failed.counts, failed.pages, failed.deleted) == (PageCounts(), 0, 0)
+    stored_keys, stored_snapshots = count(engine, ApiKey), count(engine, UsageSnapshot)
+    assert stored_keys == stored_snapshots == 260  # the two workspaces that committed
+    assert f"new {stored_keys}," in result.summary()
+    assert f"; {stored_snapshots} snapshot rows;" in result.summary()
+    with engine.connect() as connection:
+        rows = {w.workspace_id: w for w in connection.execute(select(SyncRunWorkspace))}
+        run = connection.execute(select(SyncRun)).one()
+    row = rows[broken]
+    assert row.status == "failed" and "refused by the test" in row.error
+    written = (row.pages, row.keys_seen, row.keys_new, row.keys_changed, row.keys_deleted)
+    assert written == (0, 0, 0, 0, 0) and row.snapshots_written == 0
+    assert sum(w.keys_new for w in rows.values()) == stored_keys
+    assert sum(w.snapshots_written for w in rows.values()) == stored_snapshots
+    assert (run.status, run.error) == ("partial", None)
+    assert run.finished_at is not None
+
+
+def test_workspaces_after_a_refused_key_are_recorded_skipped(engine: Engine) -> None:
+    """The key is refused on the second of four workspaces; the run stops asking, and
+    the last two still get a ledger row saying why they were not attempted."""
+    simulator = make_simulator(workspaces=4, keys=5)
+    ids = simulator.world.workspace_ids
+    original = simulator.handle
+    asked: list[str] = []
+
+    def refuse_second(method: str, path: str, query: str, *rest: Any) -> Any:
+        asked.append(query)
+        if f"workspace_id={ids[1]}" in query:
+            body = b'{"error": {"code": 401, "message": "No auth credentials found"}}'
+            return type(original(method, path, query, *rest))(401, {}, body)
+        return original(method, path, query, *rest)
+
+    simulator.handle = refuse_second  # type: ignore[method-assign]
+    result = sync(engine, simulator, workspaces=tuple(ids))
+    assert [w.status for w in result.workspaces] == ["ok", "failed", "skipped", "skipped"]
+    assert {w.error for w in result.workspaces[2:]} == {KEY_REFUSED}
+    assert result.status == "partial"
+    assert "1 workspaces ok, 1 failed, 2 skipped" in result.summary()
+    assert not any(f"workspace_id={w}" in q for w in ids[2:] for q in asked)
+    with engine.connect() as connection:
+        rows = connection.execute(select(SyncRunWorkspace).order_by(SyncRunWorkspace.id)).all()
+        run = connection.execute(select(SyncRun)).one()
+    assert [(r.requested_as, r.status) for r in rows] == [
+        (ids[0], "ok"),
+        (ids[1], "failed"),
+        (ids[2], "skipped"),
+        (ids[3], "skipped"),
+    ]
+    assert {r.error for r in rows[2:]} == {"not attempted: the management key was refused"}
+    assert all(r.finished_at is not None for r in rows)
+    assert run.status == "partial"
+
+
+def test_full_disk_fails_its_workspace_and_the_run_is_closed(engine: Engine) -> None:
+    """SQLite's disk fills up (``PRAGMA max_page_count``: the file may not grow) when
+    the third workspace's second page is asked for: its transaction fails with
+    SQLITE_FULL and counts nothing of its first page; the ledger rows (rewritten in
+    place) still record that, and the run is closed."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("max_page_count is SQLite's; other backends' disks are not ours")
+    simulator = make_simulator(workspaces=3, keys=130)
+    third = simulator.world.workspace_ids[2]
+    original = simulator.handle
+    full = False
+
+    def fill_the_disk(method: str, path: str, query: str, *rest: Any) -> Any:
+        nonlocal full
+        asked = parse_qs(query)
+        full = full or (asked.get("workspace_id") == [third] and asked["offset"] != ["0"])
+        return original(method, path, query, *rest)
+
+    def no_growth(connection: Any, *_: Any) -> None:
+        if full:  # from now on the database file may not grow by a page
+            dbapi = connection.connection.dbapi_connection
+            pages = dbapi.execute("PRAGMA page_count").fetchone()[0]
+            dbapi.execute(f"PRAGMA max_page_count = {pages}")
+
+    simulator.handle = fill_the_disk  # type: ignore[method-assign]
+    event.listen(engine, "before_cursor_execute", no_growth)
+    try:
+        result = sync(engine, simulator)
+    finally:
+        event.remove(engine, "before_cursor_execute", no_growth)
+    assert result.error is None and result.status == "partial"
+    assert [w.status for w in result.workspaces] == ["ok", "ok", "failed"]
+    assert "database or disk is full" in (result.workspaces[2].error or "")
+    assert result.workspaces[2].counts == PageCounts()
+    assert count(engine, ApiKey) == count(engine, UsageSnapshot) == 260
+    with engine.connect() as connection:
+        run = connection.execute(select(SyncRun)).one()
+        row = connection.execute(
+            select(SyncRunWorkspace).where(SyncRunWorkspace.workspace_id == third)
+        ).one()
+    assert (run.status, row.status) == ("partial", "failed")
+    assert (row.keys_seen, row.keys_new, row.snapshots_written) == (0, 0, 0)
+    assert run.finished_at is not None and row.finished_at is not None
