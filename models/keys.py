@@ -40,9 +40,9 @@ class Workspace(Base):
     )
     delisted_at: Mapped[datetime | None] = mapped_column(
         UtcDateTime,
-        comment="Server time (UTC) of the sync that found GET /workspaces no longer listing "
-        "this workspace; its keys were then confirmed one by one (404: deleted). NULL "
-        "while listed.",
+        comment="UTC time (local clock) of the sync that found GET /workspaces no longer "
+        "listing this workspace; its keys were then confirmed one by one (404: deleted). "
+        "NULL while listed.",
     )
 
 

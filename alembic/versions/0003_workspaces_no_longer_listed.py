@@ -24,8 +24,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 COMMENT = (
-    "Server time (UTC) of the sync that found GET /workspaces no longer listing this "
-    "workspace; its keys were then confirmed one by one (404: deleted). NULL while listed."
+    "UTC time (local clock) of the sync that found GET /workspaces no longer listing "
+    "this workspace; its keys were then confirmed one by one (404: deleted). NULL while "
+    "listed."
 )
 
 OLD_STATUS = "running, ok, failed, skipped (held by another run) or abandoned."
