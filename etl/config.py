@@ -30,11 +30,20 @@ DEFAULT_WORKSPACE = "default"
 
 
 class Secret:
-    """A string that never shows itself in repr, str, logs or tracebacks."""
+    """A string that never shows itself in repr, str, logs or tracebacks.
+
+    It must be sendable in an HTTP header: a value with a line break, another control
+    character or a non-ASCII character is refused here, before any request, because
+    httpx would fail on it later with the whole header value in its error (retried,
+    and logged at DEBUG) or with a long UnicodeEncodeError traceback.
+    """
 
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
+        problem = header_problem(value)
+        if problem is not None:
+            raise ValueError(problem)  # the message describes the value, never quotes it
         self._value = value
 
     def reveal(self) -> str:
@@ -45,6 +54,26 @@ class Secret:
         return "Secret('***')"
 
     __str__ = __repr__
+
+
+def header_problem(value: str) -> str | None:
+    """Why ``value`` cannot be sent in an HTTP header, without quoting it; None if it can."""
+    for position, char in enumerate(value, start=1):
+        if char in "\r\n":
+            kind = "a line break"
+        elif char == "\ufeff":
+            kind = "a byte-order mark (saved by some editors)"
+        elif not char.isascii():
+            kind = "a non-ASCII character"
+        elif not char.isprintable():  # ASCII: 0x00-0x1F and DEL
+            kind = "a control character"
+        else:
+            continue
+        return (
+            f"holds {kind} at character {position} of {len(value)}, which cannot be sent "
+            "in an HTTP header"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -331,7 +360,7 @@ def _management_key(
             f"{where}: {section} management key: environment variable {var} is not set "
             "(set it, or point management_key_file at a file holding the key)"
         )
-    return Secret(value)
+    return _secret(value, f"{where}: {section} management key: environment variable {var}")
 
 
 def _read_key_file(path: Path, where: str, section: str) -> Secret:
@@ -351,4 +380,13 @@ def _read_key_file(path: Path, where: str, section: str) -> Secret:
         raise ConfigError(f"{where}: {section} management_key_file {path} is not text") from exc
     if not value:
         raise ConfigError(f"{where}: {section} management_key_file {path} is empty")
-    return Secret(value)
+    return _secret(value, f"{where}: {section} management_key_file {path}")
+
+
+def _secret(value: str, source: str) -> Secret:
+    try:
+        return Secret(value)
+    except ValueError as exc:
+        # from None: the chained ValueError adds nothing, and a traceback of it would
+        # show the line that built the Secret, not the source to fix.
+        raise ConfigError(f"{source} {exc}") from None
