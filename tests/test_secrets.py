@@ -2,31 +2,65 @@
 
 from __future__ import annotations
 
+import base64
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pytest
 from sqlalchemy import Engine, MetaData, select
 
+from etl.client import OpenRouterClient
+from etl.errors import ApiStatusError, PayloadError
 from etl.sim_server import SimulatorServer
 from etl.sim_world import World
-from etl.simulator import Faults, Simulator
+from etl.simulator import ECHO_MODES, Faults, Simulator
+from tests.helpers import SECRET, error_body, json_response, key_payload, secret, settings
 
 CANARY = "sk-or-v1-CANARY-7f3a9c0d1e2b"
 
 
+def traces(text: str, key: str = CANARY) -> list[str]:
+    """The forms of ``key`` that ``text`` still shows, ignoring case.
+
+    Checked by hand here rather than with etl.redact, so a blind spot there cannot
+    hide itself. Slices skip "sk-or-v1-", the prefix every key's public label shares.
+    """
+
+    def b64(value: str) -> str:
+        return base64.b64encode(value.encode()).decode()
+
+    forms = {
+        "its start": key[:12],
+        "its secret part": key[9:],
+        "URL-encoded": quote(key, safe="")[:12],
+        "base64": b64(key)[:16],
+        "base64 of the header value": b64(f"Bearer {key}")[12:28],
+    }
+    lowered = text.lower()
+    return [name for name, form in forms.items() if form.lower() in lowered]
+
+
 def run_sync(
-    tmp_path: Path, base_url: str, database_url: str, key: str = CANARY, **settings: Any
+    tmp_path: Path,
+    base_url: str,
+    database_url: str,
+    key: str = CANARY,
+    *,
+    key_env: dict[str, str] | None = None,
+    **settings: Any,
 ) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "keyledger.toml"
     lines = ["[openrouter]", *(f"{name} = {value}" for name, value in settings.items())]
     config.write_text("\n".join(lines) + "\n")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("KEYLEDGER_", "OPENROUTER_"))},
-        "OPENROUTER_MANAGEMENT_KEY": key,
+        **({"OPENROUTER_MANAGEMENT_KEY": key} if key_env is None else key_env),
         "OPENROUTER_BASE_URL": base_url,
         "KEYLEDGER_DATABASE_URL": database_url,
     }
@@ -92,10 +126,126 @@ def test_key_appears_nowhere(
         done = run_sync(tmp_path, server.base_url, database_url, **settings)
     output = done.stdout + done.stderr
     assert done.returncode == (0 if scenario == "success" else 1), output
-    assert CANARY not in output
-    assert CANARY not in database_text(engine)
+    assert not traces(output)
+    assert not traces(database_text(engine))
     if scenario == "401 refused":
         assert "refused the management key" in done.stderr
+
+
+@pytest.mark.parametrize("mode", [mode for mode in ECHO_MODES if mode])
+def test_server_echo_of_key_in_an_error_is_scrubbed_from_output_and_ledger(
+    engine: Engine, database_url: str, tmp_path: Path, mode: str
+) -> None:
+    # Each 500 quotes the key (in ``mode``) in its message and in a response header; the
+    # message is printed, logged with each retry and kept in the run ledger.
+    faults = Faults(error_rate=1.0, error_burst=50, echo_credentials=mode)
+    simulator = Simulator(World(seed=2, workspaces=1), token=CANARY, faults=faults)
+    with SimulatorServer(simulator) as server:
+        # One named workspace: the listing's failure is a workspace's, kept in the ledger.
+        done = run_sync(
+            tmp_path, server.base_url, database_url, max_attempts=2, workspaces='["default"]'
+        )
+    assert done.returncode == 1, done.stderr
+    stored = database_text(engine)
+    assert "request failed for credentials ***" in done.stderr  # kept, but scrubbed
+    assert "request failed for credentials ***" in stored
+    assert not traces(done.stdout + done.stderr), done.stderr
+    assert not traces(stored)
+
+
+@pytest.mark.parametrize("mode", ["exact", "base64-bearer"])
+def test_key_echoed_in_a_401_header_is_scrubbed_from_debug_logs(
+    engine: Engine, database_url: str, tmp_path: Path, mode: str
+) -> None:
+    # httpcore logs response headers at DEBUG; only the log filter stands between a
+    # server that echoes the key in a header and the terminal.
+    simulator = Simulator(
+        World(seed=2, workspaces=1), token=CANARY, faults=Faults(echo_credentials=mode)
+    )
+    with SimulatorServer(simulator) as server:
+        done = run_sync(tmp_path, server.base_url, database_url, key=CANARY.replace("C", "D"))
+    assert done.returncode == 1
+    assert "b'X-Echoed-Credentials', b'***" in done.stderr  # the header was logged
+    assert not traces(done.stderr, CANARY.replace("C", "D")), done.stderr
+    assert not traces(database_text(engine), CANARY.replace("C", "D"))
+
+
+BAD_HEADER_KEYS = {
+    "line feed": CANARY[:12] + "\n" + CANARY[12:],
+    "carriage return and line feed": CANARY[:12] + "\r\n" + CANARY[12:],
+    "non-ASCII": CANARY[:12] + "\u00e9" + CANARY[12:],
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_HEADER_KEYS))
+def test_key_with_newline_is_refused_before_any_request(tmp_path: Path, name: str) -> None:
+    key = BAD_HEADER_KEYS[name]
+    simulator = Simulator(World(seed=2, workspaces=1), token=key)
+    database = tmp_path / "ledger.db"
+    with SimulatorServer(simulator) as server:
+        done = run_sync(tmp_path, server.base_url, f"sqlite:///{database}", key=key)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    kind = "a non-ASCII character" if "ASCII" in name else "a line break"
+    assert done.stderr.splitlines() == [
+        f"keyledger: error: {tmp_path / 'keyledger.toml'}: [openrouter] management key: "
+        f"environment variable OPENROUTER_MANAGEMENT_KEY holds {kind} at character 13 of "
+        f"{len(key)}, which cannot be sent in an HTTP header"
+    ]
+    assert simulator.stats.requests == 0
+    assert not database.exists()  # refused before the database was touched, too
+
+
+def test_key_file_with_a_non_ascii_character_is_refused_naming_the_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(CANARY + "\u2019\n", encoding="utf-8")  # a "smart" quote pasted along
+    key_file.chmod(0o600)
+    simulator = Simulator(World(seed=2, workspaces=1), token=CANARY)
+    with SimulatorServer(simulator) as server:
+        done = run_sync(
+            tmp_path,
+            server.base_url,
+            f"sqlite:///{tmp_path / 'ledger.db'}",
+            key_env={"OPENROUTER_MANAGEMENT_KEY_FILE": str(key_file)},
+        )
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert f"management_key_file {key_file} holds a non-ASCII character at character 29" in line
+    assert not traces(line)
+    assert simulator.stats.requests == 0
+
+
+# -- the client on its own (MockTransport) ------------------------------------------------
+
+
+def test_server_echo_of_key_in_base64_is_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
+    echoed = base64.b64encode(f"Bearer {SECRET}".encode()).decode()
+    transport = httpx.MockTransport(
+        lambda request: json_response(500, error_body(500, f"upstream rejected {echoed}"))
+    )
+    client = OpenRouterClient(
+        settings(max_attempts=2), secret(), transport=transport, sleep=lambda _: None
+    )
+    with client, caplog.at_level(logging.WARNING), pytest.raises(ApiStatusError) as caught:
+        client.fetch_key_page("default", 0)
+    # Base64 padding ("=") may follow the mask: it carries no bits of the key.
+    assert str(caught.value).rstrip("=").endswith("HTTP 500: upstream rejected ***")
+    assert "upstream rejected ***" in caplog.text  # the retry's warning
+    assert not traces(str(caught.value) + caplog.text + repr(caught.value.args), SECRET)
+
+
+def test_key_quoted_back_in_a_payload_error_is_scrubbed() -> None:
+    # A server that puts the key where a number belongs: the PayloadError quotes the
+    # value it rejects (40 characters of it), which would be a prefix of the key.
+    page = {"data": [key_payload(0, usage=SECRET.lower())]}
+    transport = httpx.MockTransport(lambda request: json_response(200, page))
+    with (
+        OpenRouterClient(settings(), secret(), transport=transport) as client,
+        pytest.raises(PayloadError) as caught,
+    ):
+        list(client.iter_key_pages("default"))
+    assert "field 'usage' should be a number, got the string '***'" in str(caught.value)
+    assert not traces(str(caught.value), SECRET)
 
 
 def test_key_never_in_a_database_error(tmp_path: Path) -> None:
