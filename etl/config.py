@@ -253,12 +253,19 @@ def _check_database_url(url: str, where: str) -> None:
     from sqlalchemy.engine import make_url  # deferred: config stays cheap to import
 
     try:
-        make_url(url)
+        parsed = make_url(url)
     except Exception as exc:  # SQLAlchemy raises ArgumentError; the text may hold the URL
         raise ConfigError(
             f"{where}: 'database_url' is not a database URL "
             "(expected e.g. sqlite:///keyledger.db or postgresql+psycopg://user@host/db)"
         ) from exc
+    if parsed.host and "@" in parsed.host:
+        # SQLAlchemy ends the password at its first '@' and takes the rest for the host:
+        # the connection could only fail, and the driver's error would name that "host".
+        raise ConfigError(
+            f"{where}: 'database_url' has an '@' in its password (or user name); "
+            "write each '@' there as %40"
+        )
 
 
 def _account(

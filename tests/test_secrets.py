@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy import Engine, MetaData, select
 
 from etl.client import OpenRouterClient
+from etl.database import masked
 from etl.errors import ApiStatusError, PayloadError
 from etl.sim_server import SimulatorServer
 from etl.sim_world import World
@@ -252,5 +254,91 @@ def test_key_never_in_a_database_error(tmp_path: Path) -> None:
     url = "postgresql+psycopg://ledger:db-password-9@127.0.0.1:9/ledger"
     done = run_sync(tmp_path, "http://127.0.0.1:9/api/v1", url)
     assert done.returncode == 1
-    assert CANARY not in done.stdout + done.stderr
+    assert not traces(done.stdout + done.stderr)
     assert "db-password-9" not in done.stdout + done.stderr
+
+
+# -- database passwords ------------------------------------------------------------------
+
+# Each written into the URL as a careless user would: unencoded.
+PASSWORDS = {
+    "at sign": "db-pass@word-9",
+    "two at signs": "db-pass@wo@rd-9",
+    "colon": "db-pass:word-9",
+    "slash": "db-pass/word-9",
+    "hash": "db-pass#word-9",
+    "percent": "db-pass%word-9",
+    "percent-encoded": "db-pass%40word-9",
+    "question mark": "db-pass?word-9",
+    "all of them": "db-p@ss:w/o#r%d?-9",
+}
+
+
+def fragments(password: str) -> list[str]:
+    """Pieces of ``password`` long enough to mean something, split where a URL parser may."""
+    pieces = [password, *(piece for piece in re.split(r"[@:/#%?]", password))]
+    return [piece for piece in pieces if len(piece) >= 3]
+
+
+def test_password_with_at_sign_is_masked() -> None:
+    url = "postgresql+psycopg://ledger:db-pass@word-9@db.example:5432/ledger"
+    assert masked(url) == "postgresql+psycopg://ledger:***@db.example:5432/ledger"
+
+
+@pytest.mark.parametrize("name", list(PASSWORDS))
+def test_password_is_masked_whatever_characters_it_holds(name: str) -> None:
+    url = f"postgresql+psycopg://ledger:{PASSWORDS[name]}@db.example:5432/ledger?sslmode=require"
+    assert masked(url) == "postgresql+psycopg://ledger:***@db.example:5432/ledger?sslmode=require"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("mysql+pymysql://root@127.0.0.1:3306/test", "mysql+pymysql://root@127.0.0.1:3306/test"),
+        ("postgresql+psycopg://:db-pw-9@db/x", "postgresql+psycopg://:***@db/x"),
+        ("mysql+pymysql://u:pw@[::1]:3306/db", "mysql+pymysql://u:***@[::1]:3306/db"),
+        ("sqlite:////srv/ledger@2026.db", "sqlite:////srv/ledger@2026.db"),
+        (
+            "postgresql+psycopg://u@db/x?sslmode=require&password=db-pw-9",
+            "postgresql+psycopg://u@db/x?sslmode=require&password=***",
+        ),
+        ("not a url with db-pw-9", "***"),
+    ],
+)
+def test_urls_without_a_user_password_keep_the_rest_visible(url: str, shown: str) -> None:
+    assert masked(url) == shown
+
+
+@pytest.mark.parametrize("name", [name for name in PASSWORDS if "@" not in PASSWORDS[name]])
+def test_password_never_shows_when_the_database_cannot_be_reached(
+    tmp_path: Path, name: str
+) -> None:
+    password = PASSWORDS[name]
+    url = f"postgresql+psycopg://ledger:{password}@127.0.0.1:9/ledger"
+    done = run_sync(tmp_path, "http://127.0.0.1:9/api/v1", url)
+    assert done.returncode == 1
+    (line,) = [line for line in done.stderr.splitlines() if "error" in line]
+    assert "cannot connect to postgresql+psycopg://ledger:***@127.0.0.1:9/ledger: " in line
+    for piece in fragments(password):
+        assert piece not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", [name for name in PASSWORDS if "@" in PASSWORDS[name]])
+def test_password_with_at_sign_is_refused_without_showing_it(tmp_path: Path, name: str) -> None:
+    # SQLAlchemy would take the password's tail for the host name, and the driver's
+    # "cannot resolve host" error would print it.
+    password = PASSWORDS[name]
+    url = f"postgresql+psycopg://ledger:{password}@127.0.0.1:9/ledger"
+    done = run_sync(tmp_path, "http://127.0.0.1:9/api/v1", url)
+    assert done.returncode == 1
+    # With a ':' after the '@' too, SQLAlchemy cannot parse the URL at all.
+    reason = (
+        "is not a database URL"
+        if name == "all of them"
+        else "has an '@' in its password (or user name); write each '@' there as %40"
+    )
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"keyledger: error: {tmp_path / 'keyledger.toml'}: 'database_url' ")
+    assert reason in line
+    for piece in fragments(password):
+        assert piece not in done.stderr
