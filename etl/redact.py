@@ -1,8 +1,9 @@
 """Scrub a secret out of text a server sent us, in every form it may be echoed.
 
 A server (or a proxy in front of it) that quotes the request back may do so exactly,
-URL-encoded, base64-encoded (the key alone, or the whole ``Bearer <key>`` header
-value, possibly inside a longer base64 blob), upper- or lower-cased, or cut short.
+URL-encoded, escaped in a repr or JSON string, base64-encoded (the key alone, or the
+whole ``Bearer <key>`` header value, possibly inside a longer base64 blob), upper- or
+lower-cased, or cut short.
 ``scrub`` replaces any run of text that is the start of one of those forms, at least
 ``MIN_ECHO`` characters long, with ``***``. It is pure: no logging, no state.
 
@@ -13,6 +14,7 @@ library logging at DEBUG (httpx, httpcore) cannot print the key either.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
 from collections.abc import Iterable
@@ -28,6 +30,9 @@ def echo_forms(secret: str) -> tuple[str, ...]:
     """The forms in which ``secret`` may come back (matched ignoring case)."""
     raw = secret.encode("utf-8")
     encoded: set[str] = {quote(secret, safe=""), quote_plus(secret)}
+    # Quoted inside a repr (of the str, or of the header's bytes, as h11 errors do) or a
+    # JSON string, a backslash or quote in the secret comes back escaped.
+    encoded.update({repr(secret)[1:-1], repr(raw)[2:-1], json.dumps(secret)[1:-1]})
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
         encoded.add(encode(b"Bearer " + raw).decode("ascii").rstrip("="))
         # Inside a longer base64 text the secret starts at one of three byte

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections.abc import Callable
 from urllib.parse import quote
@@ -28,6 +29,15 @@ def test_server_echo_of_key_url_encoded_is_scrubbed() -> None:
     echoed = f"GET /keys?api_key={quote(KEY, safe='')} refused"
     assert quote(KEY, safe="") != KEY
     assert scrub(echoed, KEY) == f"GET /keys?api_key={MASK} refused"
+
+
+def test_echo_of_key_escaped_in_a_repr_or_json_string_is_scrubbed() -> None:
+    secret = "sk-or-v1-back\\slash\"quote'-0123456789"
+    for escaped in (repr(secret), repr(secret.encode()), json.dumps(secret)):
+        assert escaped[1:-1] != secret and secret not in escaped
+        assert scrub(f"Illegal header value {escaped}", secret) == "Illegal header value " + (
+            escaped[0] + MASK + escaped[-1] if not escaped.startswith("b") else "b'***'"
+        )
 
 
 def test_server_echo_of_key_in_base64_is_scrubbed() -> None:

@@ -14,14 +14,16 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from sqlalchemy import Engine, MetaData, select
+from sqlalchemy import Engine, MetaData, func, select
 
 from etl.client import OpenRouterClient
-from etl.database import masked
+from etl.database import make_engine, masked
 from etl.errors import ApiStatusError, PayloadError
+from etl.migrate import upgrade
 from etl.sim_server import SimulatorServer
 from etl.sim_world import World
 from etl.simulator import ECHO_MODES, Faults, Simulator
+from models import SyncRun
 from tests.helpers import SECRET, error_body, json_response, key_payload, secret, settings
 
 CANARY = "sk-or-v1-CANARY-7f3a9c0d1e2b"
@@ -55,6 +57,7 @@ def run_sync(
     key: str = CANARY,
     *,
     key_env: dict[str, str] | None = None,
+    verbosity: str = "-vv",  # debug logging: every library's DEBUG lines are shown
     **settings: Any,
 ) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "keyledger.toml"
@@ -71,7 +74,7 @@ def run_sync(
             sys.executable,
             "-c",
             "from etl.cli import main; main()",
-            "-vv",
+            *([verbosity] if verbosity else []),
             "sync",
             "--config",
             str(config),
@@ -179,13 +182,18 @@ BAD_HEADER_KEYS = {
 }
 
 
+@pytest.mark.parametrize("verbosity", ["", "-v", "-vv"])
 @pytest.mark.parametrize("name", list(BAD_HEADER_KEYS))
-def test_key_with_newline_is_refused_before_any_request(tmp_path: Path, name: str) -> None:
+def test_key_with_newline_is_refused_before_any_request(
+    tmp_path: Path, name: str, verbosity: str
+) -> None:
     key = BAD_HEADER_KEYS[name]
     simulator = Simulator(World(seed=2, workspaces=1), token=key)
-    database = tmp_path / "ledger.db"
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    engine = make_engine(url)
+    upgrade(engine)  # so nothing but the key could stop the run before its requests
     with SimulatorServer(simulator) as server:
-        done = run_sync(tmp_path, server.base_url, f"sqlite:///{database}", key=key)
+        done = run_sync(tmp_path, server.base_url, url, key=key, verbosity=verbosity)
     assert done.returncode == 1
     assert done.stdout == ""
     kind = "a non-ASCII character" if "ASCII" in name else "a line break"
@@ -195,7 +203,9 @@ def test_key_with_newline_is_refused_before_any_request(tmp_path: Path, name: st
         f"{len(key)}, which cannot be sent in an HTTP header"
     ]
     assert simulator.stats.requests == 0
-    assert not database.exists()  # refused before the database was touched, too
+    with engine.connect() as connection:  # refused before a run was even recorded
+        assert connection.execute(select(func.count()).select_from(SyncRun)).scalar() == 0
+    engine.dispose()
 
 
 def test_key_file_with_a_non_ascii_character_is_refused_naming_the_file(tmp_path: Path) -> None:
