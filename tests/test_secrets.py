@@ -230,7 +230,9 @@ def test_key_file_with_a_non_ascii_character_is_refused_naming_the_file(tmp_path
 # -- the client on its own (MockTransport) ------------------------------------------------
 
 
-def test_server_echo_of_key_in_base64_is_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
+def test_client_scrubs_a_base64_echo_from_its_error_and_retry_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     echoed = base64.b64encode(f"Bearer {SECRET}".encode()).decode()
     transport = httpx.MockTransport(
         lambda request: json_response(500, error_body(500, f"upstream rejected {echoed}"))
