@@ -24,6 +24,7 @@ from etl.extract import WorkspaceTally, iter_workspace, resolve_workspaces
 from etl.memory import limit_heap_growth
 from etl.migrate import check_current, upgrade
 from etl.records import dump_json
+from etl.redact import RedactingFilter
 from etl.report import build_report
 from etl.report_chart import CHART_SUFFIXES, write_chart
 from etl.report_format import FORMATS
@@ -31,6 +32,8 @@ from etl.simulator_cli import simulate
 from etl.sync import run_sync
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 4
+# Scrubs every management key from every log line; keys are added once they are loaded.
+LOG_REDACTION = RedactingFilter()
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
@@ -46,6 +49,11 @@ def cli(verbose: int) -> None:
     """keyledger: an exact, queryable SQL ledger of OpenRouter API keys and their spend."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # On the handlers, not a logger: records of library loggers (httpx and httpcore log
+    # at DEBUG, exceptions with header values included) propagate to them unfiltered.
+    for handler in logging.getLogger().handlers:
+        if LOG_REDACTION not in handler.filters:
+            handler.addFilter(LOG_REDACTION)
     if not verbose:
         # After a lost connection psycopg also warns "error ignored terminating
         # <Pipeline>"; keyledger reports the loss itself, in its one error line.
@@ -81,9 +89,12 @@ def build_settings(
 ) -> Settings:
     """Settings from file and environment, or exit 1 with the one-line reason."""
     try:
-        return load_settings(config_path, workspaces=workspaces, database_url=database_url)
+        settings = load_settings(config_path, workspaces=workspaces, database_url=database_url)
     except ConfigError as exc:
         fail(str(exc))
+    for account in settings.accounts:
+        LOG_REDACTION.protect(account.management_key.reveal())
+    return settings
 
 
 @cli.command()

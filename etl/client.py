@@ -9,6 +9,9 @@ jitter in between. One rate limit and one concurrency bound cover every request 
 client makes, whichever workspace it is for.
 
 A page is retried, never the generator that pages (that would restart at offset 0).
+
+Every error leaves the client with the key scrubbed from its text (``etl.redact``): the
+server's own words, and payload values quoted in a PayloadError, may echo it.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from etl.records import (
     parse_key_list,
     parse_workspace_list,
 )
+from etl.redact import scrub
 
 log = logging.getLogger(__name__)
 
@@ -185,13 +189,14 @@ class OpenRouterClient:
 
     def iter_key_pages(self, workspace_id: str = DEFAULT_WORKSPACE) -> Iterator[KeyPage]:
         """Every key of one workspace (disabled and expired ones too), once each."""
-        return iter_key_pages(
-            lambda offset: self.fetch_key_page(workspace_id, offset),
-            workspace=workspace_id,
-            executor=self._executor,
-            lookahead=self.settings.concurrency,
-            max_requests=self.settings.max_pages,
-        )
+        with self._scrubbed_errors():
+            yield from iter_key_pages(
+                lambda offset: self.fetch_key_page(workspace_id, offset),
+                workspace=workspace_id,
+                executor=self._executor,
+                lookahead=self.settings.concurrency,
+                max_requests=self.settings.max_pages,
+            )
 
     def fetch_key_page(self, workspace_id: str, offset: int) -> FetchedPage:
         """One page of ``GET /keys`` at ``offset``."""
@@ -202,23 +207,25 @@ class OpenRouterClient:
         }
         if workspace_id != DEFAULT_WORKSPACE:
             params["workspace_id"] = workspace_id
-        try:
-            response = self._get("keys", params)
-            assert response is not None
-            records = parse_key_list(self._json(response), offset=offset)
-        except ApiError as exc:
-            raise exc.locate(workspace=workspace_id, offset=offset) from exc.__cause__
+        with self._scrubbed_errors():
+            try:
+                response = self._get("keys", params)
+                assert response is not None
+                records = parse_key_list(self._json(response), offset=offset)
+            except ApiError as exc:
+                raise exc.locate(workspace=workspace_id, offset=offset) from exc.__cause__
         return FetchedPage(offset, records, server_time(response, self._now))
 
     def get_key(self, key_hash: str) -> KeyLookup | None:
         """``GET /keys/{hash}``; None when the key no longer exists (404)."""
-        response = self._get(f"keys/{quote(key_hash, safe='')}", {}, missing_ok=True)
-        if response is None:
-            return None
-        body = self._json(response)
-        if not isinstance(body, dict) or "data" not in body:
-            raise PayloadError(f"key {key_hash}: the response has no 'data' field")
-        return KeyLookup(parse_key(body["data"]), server_time(response, self._now))
+        with self._scrubbed_errors():
+            response = self._get(f"keys/{quote(key_hash, safe='')}", {}, missing_ok=True)
+            if response is None:
+                return None
+            body = self._json(response)
+            if not isinstance(body, dict) or "data" not in body:
+                raise PayloadError(f"key {key_hash}: the response has no 'data' field")
+            return KeyLookup(parse_key(body["data"]), server_time(response, self._now))
 
     def get_keys(self, hashes: list[str]) -> Iterator[tuple[str, KeyLookup | None]]:
         """``get_key`` for each hash, as many at once as ``concurrency`` allows."""
@@ -226,6 +233,10 @@ class OpenRouterClient:
 
     def list_workspaces(self) -> list[WorkspaceRecord]:
         """Every workspace the management key can see, through offset pages of 100."""
+        with self._scrubbed_errors():
+            return self._list_workspaces()
+
+    def _list_workspaces(self) -> list[WorkspaceRecord]:
         workspaces: list[WorkspaceRecord] = []
         seen: set[str] = set()  # workspaces are few; a set is cheap here
         offset = 0
@@ -248,6 +259,16 @@ class OpenRouterClient:
         raise PaginationError(
             f"GET /workspaces did not end within {self.settings.max_pages} pages", offset=offset
         )
+
+    @contextmanager
+    def _scrubbed_errors(self) -> Iterator[None]:
+        """Let ApiErrors out only with every echo of the key scrubbed from their text."""
+        try:
+            yield
+        except ApiError as exc:
+            exc.message = scrub(exc.message, self._key.reveal())
+            exc.args = (exc.message,)
+            raise
 
     # -- one request, retried --------------------------------------------------
 
@@ -324,11 +345,12 @@ class OpenRouterClient:
             ) from exc
 
     def _server_message(self, response: httpx.Response) -> str:
-        """The server's ``error.message``, short and with the key redacted."""
+        """The server's ``error.message``, short, and scrubbed of the key in any form."""
         try:
             message = parse_json(response.content)["error"]["message"]
         except (ValueError, KeyError, TypeError, RecursionError):
             return ""
         if not isinstance(message, str):
             return ""
-        return ": " + message.replace(self._key.reveal(), "***")[:200]
+        # Scrubbed before it is cut short, so the cut cannot leave part of an echo behind.
+        return ": " + scrub(message, self._key.reveal())[:200]

@@ -20,7 +20,8 @@ from etl.errors import ConfigError
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+    # mypy checks as 3.10 (pyproject) even where tomli is not installed.
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_DATABASE_URL = "sqlite:///keyledger.db"
@@ -30,11 +31,20 @@ DEFAULT_WORKSPACE = "default"
 
 
 class Secret:
-    """A string that never shows itself in repr, str, logs or tracebacks."""
+    """A string that never shows itself in repr, str, logs or tracebacks.
+
+    It must be sendable in an HTTP header: a value with a line break, another control
+    character or a non-ASCII character is refused here, before any request, because
+    httpx would fail on it later with the whole header value in its error (retried,
+    and logged at DEBUG) or with a long UnicodeEncodeError traceback.
+    """
 
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
+        problem = header_problem(value)
+        if problem is not None:
+            raise ValueError(problem)  # the message describes the value, never quotes it
         self._value = value
 
     def reveal(self) -> str:
@@ -45,6 +55,26 @@ class Secret:
         return "Secret('***')"
 
     __str__ = __repr__
+
+
+def header_problem(value: str) -> str | None:
+    """Why ``value`` cannot be sent in an HTTP header, without quoting it; None if it can."""
+    for position, char in enumerate(value, start=1):
+        if char in "\r\n":
+            kind = "a line break"
+        elif char == "\ufeff":
+            kind = "a byte-order mark (saved by some editors)"
+        elif not char.isascii():
+            kind = "a non-ASCII character"
+        elif not char.isprintable():  # ASCII: 0x00-0x1F and DEL
+            kind = "a control character"
+        else:
+            continue
+        return (
+            f"holds {kind} at character {position} of {len(value)}, which cannot be sent "
+            "in an HTTP header"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -193,7 +223,8 @@ def _config_path(explicit: str | Path | None, env: Mapping[str, str]) -> Path | 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            data: dict[str, Any] = tomllib.load(handle)
+            return data
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
@@ -222,12 +253,19 @@ def _check_database_url(url: str, where: str) -> None:
     from sqlalchemy.engine import make_url  # deferred: config stays cheap to import
 
     try:
-        make_url(url)
+        parsed = make_url(url)
     except Exception as exc:  # SQLAlchemy raises ArgumentError; the text may hold the URL
         raise ConfigError(
             f"{where}: 'database_url' is not a database URL "
             "(expected e.g. sqlite:///keyledger.db or postgresql+psycopg://user@host/db)"
         ) from exc
+    if parsed.host and "@" in parsed.host:
+        # SQLAlchemy ends the password at its first '@' and takes the rest for the host:
+        # the connection could only fail, and the driver's error would name that "host".
+        raise ConfigError(
+            f"{where}: 'database_url' has an '@' in its password (or user name); "
+            "write each '@' there as %40"
+        )
 
 
 def _account(
@@ -331,7 +369,7 @@ def _management_key(
             f"{where}: {section} management key: environment variable {var} is not set "
             "(set it, or point management_key_file at a file holding the key)"
         )
-    return Secret(value)
+    return _secret(value, f"{where}: {section} management key: environment variable {var}")
 
 
 def _read_key_file(path: Path, where: str, section: str) -> Secret:
@@ -351,4 +389,13 @@ def _read_key_file(path: Path, where: str, section: str) -> Secret:
         raise ConfigError(f"{where}: {section} management_key_file {path} is not text") from exc
     if not value:
         raise ConfigError(f"{where}: {section} management_key_file {path} is empty")
-    return Secret(value)
+    return _secret(value, f"{where}: {section} management_key_file {path}")
+
+
+def _secret(value: str, source: str) -> Secret:
+    try:
+        return Secret(value)
+    except ValueError as exc:
+        # from None: the chained ValueError adds nothing, and a traceback of it would
+        # show the line that built the Secret, not the source to fix.
+        raise ConfigError(f"{source} {exc}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -10,13 +11,27 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from etl.errors import LoadError
 
+# libpq and PyMySQL also take a password as a query parameter.
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&]*", re.IGNORECASE)
+
 
 def masked(url: str) -> str:
-    """The URL with its password replaced by ***, fit to print."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL: show only its scheme
-        return url.split(":", 1)[0] + "://***"
+    """The URL with its password replaced by ***, whatever characters it holds.
+
+    Worked on the text, not on SQLAlchemy's parse: that parse ends the password at
+    its first '@', so an unencoded '@' in it left the rest of the password in the
+    host, and in the "masked" URL. Here everything from the user name's ':' to the
+    last '@' is masked (a host never holds '@'; over-masking beats showing any of it).
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return "***"  # not a URL: no part of it is known to be safe to show
+    if not rest.startswith("/") and "@" in rest:  # "sqlite:///x@y.db" has no user part
+        user_part, _, host_part = rest.rpartition("@")
+        user, colon, _password = user_part.partition(":")
+        if colon:
+            rest = f"{user}:***@{host_part}"
+    return f"{scheme}://{_QUERY_PASSWORD.sub(lambda found: found.group(1) + '***', rest)}"
 
 
 def make_engine(url: str, **options: Any) -> Engine:
@@ -68,7 +83,12 @@ def check_connection(engine: Engine) -> None:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        first = reason[0] if reason else type(exc).__name__
+        password = engine.url.password
+        if isinstance(password, str) and len(password) >= 4:
+            # Drivers do not usually repeat the password, but nothing promises it. Shorter
+            # ones are left: replacing every "ab" would garble the one line we print.
+            first = first.replace(password, "***")
         raise LoadError(
-            f"cannot connect to {masked(engine.url.render_as_string(hide_password=False))}: "
-            f"{reason[0] if reason else type(exc).__name__}"
+            f"cannot connect to {masked(engine.url.render_as_string(hide_password=False))}: {first}"
         ) from exc

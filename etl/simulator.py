@@ -8,6 +8,7 @@ Money is written as exact JSON numbers from the Decimal's digits, never through 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hmac
 import json
@@ -22,7 +23,7 @@ from email.utils import format_datetime
 from json.encoder import encode_basestring
 from random import Random
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import httpx
 
@@ -30,6 +31,8 @@ from etl.sim_world import PeriodSums, SimKey, World, iso_ms
 
 API_PREFIX = "/api/v1"
 RETRY_AFTER_MODES = ("seconds", "http-date", "none")
+# How a leaky server (``Faults.echo_credentials``) quotes the credentials it was sent.
+ECHO_MODES = ("", "exact", "url", "base64", "base64-bearer", "lower", "upper", "prefix")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _DIGITS = re.compile(r"^[0-9]+$")
 _REASONS = {
@@ -79,6 +82,10 @@ class Faults:
     page_sizes: list[int] = field(default_factory=list)
     # Chance that a page lists one of its keys twice, next to itself.
     duplicate_key_rate: float = 0.0
+    # Not a fault of OpenRouter's: a careless server or proxy that quotes the presented
+    # credentials (in an ECHO_MODES form) in every error message and in a response
+    # header, so tests can show keyledger never repeats them.
+    echo_credentials: str = ""
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply changes by field name, rejecting unknown names and values of the wrong type."""
@@ -88,7 +95,10 @@ class Faults:
             current = getattr(self, name)
             # bool is an int subclass, so compare exact types; floats also take ints.
             ok = type(value) is type(current) or (type(current) is float and type(value) is int)
-            if not ok or (name == "retry_after" and value not in RETRY_AFTER_MODES):
+            bad_mode = (name == "retry_after" and value not in RETRY_AFTER_MODES) or (
+                name == "echo_credentials" and value not in ECHO_MODES
+            )
+            if not ok or bad_mode:
                 raise ValueError(f"bad value for fault setting: {name}")
             if name == "page_sizes" and not all(_count_of(v, least=1) for v in value):
                 raise ValueError("page_sizes must be a list of integers >= 1")
@@ -241,6 +251,14 @@ class Simulator:
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes = b""
     ) -> SimResponse:
         """Answer one request; ``path`` is percent-decoded, ``query`` is the raw query string."""
+        response = self._answer(method, path, query, headers, body)
+        if self.faults.echo_credentials and response.status >= 400:
+            return self._echo_credentials(response, headers)
+        return response
+
+    def _answer(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+    ) -> SimResponse:
         if self.latency_ms > 0:
             time.sleep(self.latency_ms / 1000)
         kind, arg = _route(path)
@@ -396,6 +414,23 @@ class Simulator:
         ):
             return self._error(401, "Invalid credentials")
         return None
+
+    def _echo_credentials(self, response: SimResponse, headers: Mapping[str, str]) -> SimResponse:
+        value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        token = value.partition(" ")[2].strip()
+        echo = {
+            "exact": token,
+            "url": quote(token, safe=""),
+            "base64": base64.b64encode(token.encode()).decode(),
+            "base64-bearer": base64.b64encode(value.encode()).decode(),
+            "lower": token.lower(),
+            "upper": token.upper(),
+            "prefix": token[:14],
+        }[self.faults.echo_credentials]
+        message = f"request failed for credentials {echo} (HTTP {response.status})"
+        body = json.dumps({"error": {"code": response.status, "message": message}}).encode()
+        headers_out = {**response.headers, "X-Echoed-Credentials": echo}
+        return dataclasses.replace(response, headers=headers_out, body=body)
 
     def _workspace(self, params: dict[str, list[str]]) -> str:
         raw = _param(params, "workspace_id")

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from etl.config import DEFAULT_BASE_URL, WorkspaceSpec, load_database_url, load_settings
+from etl.config import (
+    DEFAULT_BASE_URL,
+    Secret,
+    WorkspaceSpec,
+    load_database_url,
+    load_settings,
+)
 from etl.errors import ConfigError
 
 KEY = {"OPENROUTER_MANAGEMENT_KEY": "sk-or-v1-config-test"}
@@ -170,3 +176,74 @@ def test_missing_config_file_named_explicitly(tmp_path: Path) -> None:
 def test_bad_workspace_option() -> None:
     with pytest.raises(ConfigError, match="--workspace: workspace 'x' is not"):
         load_settings(env=KEY, workspaces=("x",))
+
+
+BAD_KEY_CHARACTERS = {
+    "line feed": ("\n", "a line break"),
+    "carriage return": ("\r", "a line break"),
+    "tab": ("\t", "a control character"),
+    "NUL": ("\x00", "a control character"),
+    "DEL": ("\x7f", "a control character"),
+    "non-ASCII": ("é", "a non-ASCII character"),
+    "no-break space": ("\u00a0", "a non-ASCII character"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_KEY_CHARACTERS))
+def test_key_that_cannot_be_sent_in_a_header_is_refused_naming_the_variable(name: str) -> None:
+    char, kind = BAD_KEY_CHARACTERS[name]
+    key = f"sk-or-v1-config{char}test-secret"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={"OPENROUTER_MANAGEMENT_KEY": key})
+    message = str(caught.value)
+    assert "environment variable OPENROUTER_MANAGEMENT_KEY holds " + kind in message
+    assert "at character 16 of" in message
+    assert "\n" not in message and "\r" not in message
+    assert "sk-or-v1" not in message and "test-secret" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_key_file_with_a_second_line_is_refused_naming_the_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-or-v1-from-file\nsk-or-v1-old-key\n")
+    key_file.chmod(0o600)
+    path = write(tmp_path, f'[openrouter]\nmanagement_key_file = "{key_file}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    message = str(caught.value)
+    assert message == (
+        f"{path}: [openrouter] management_key_file {key_file} holds a line break at "
+        "character 19 of 35, which cannot be sent in an HTTP header"
+    )
+
+
+def test_key_file_saved_with_a_byte_order_mark_is_refused(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("\ufeffsk-or-v1-from-file\n", encoding="utf-8")
+    key_file.chmod(0o600)
+    with pytest.raises(ConfigError, match=r"holds a byte-order mark .* at character 1 of"):
+        load_settings(env={"OPENROUTER_MANAGEMENT_KEY_FILE": str(key_file)})
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\n\n", "  \n", ""])
+def test_key_file_line_ending_and_surrounding_blanks_are_stripped(
+    tmp_path: Path, ending: str
+) -> None:
+    # As before: editors add a final newline (CRLF on Windows); it is not part of the key.
+    key_file = tmp_path / "key"
+    key_file.write_bytes(f"  sk-or-v1-from-file{ending}".encode())
+    key_file.chmod(0o600)
+    settings = load_settings(env={"OPENROUTER_MANAGEMENT_KEY_FILE": str(key_file)})
+    assert settings.accounts[0].management_key.reveal() == "sk-or-v1-from-file"
+
+
+def test_key_with_an_inner_space_is_accepted() -> None:
+    # A space can be sent in a header; whether the key is right is the API's to say.
+    settings = load_settings(env={"OPENROUTER_MANAGEMENT_KEY": "sk-or-v1 with space"})
+    assert settings.accounts[0].management_key.reveal() == "sk-or-v1 with space"
+
+
+def test_secret_refuses_a_value_it_could_not_send() -> None:
+    with pytest.raises(ValueError, match="line break at character 3 of 5") as caught:
+        Secret("xq\nzw")
+    assert "xq" not in str(caught.value) and "zw" not in str(caught.value)

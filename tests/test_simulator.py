@@ -632,6 +632,21 @@ def test_faults_are_reproducible_for_a_seed(world: World) -> None:
     assert {429, 200} <= set(statuses(1))
 
 
+def test_echo_credentials_quotes_the_presented_key_in_errors_only(world: World) -> None:
+    sim = Simulator(world, token=TOKEN, faults=Faults(echo_credentials="upper"))
+    wrong = {"Authorization": "Bearer wrong-key"}
+    refused = sim.handle("GET", "/api/v1/keys", "", wrong)
+    assert refused.status == 401
+    assert refused.headers["X-Echoed-Credentials"] == "WRONG-KEY"
+    assert (
+        "request failed for credentials WRONG-KEY" in json.loads(refused.body)["error"]["message"]
+    )
+    served = sim.handle("GET", "/api/v1/keys", "", AUTH)
+    assert served.status == 200 and "X-Echoed-Credentials" not in served.headers
+    with pytest.raises(ValueError, match="bad value for fault setting: echo_credentials"):
+        sim.faults.update({"echo_credentials": "rot13"})
+
+
 def test_stats_count_requests_by_kind(sim: Simulator, client: httpx.Client) -> None:
     client.get("/keys")
     client.get("/keys/abc")
