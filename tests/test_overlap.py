@@ -16,6 +16,18 @@ from etl.simulator import Simulator
 from models import SyncRunWorkspace
 
 TOKEN = "sk-or-v1-overlap-test-key"
+# Each run, once imported, waits until every run of its round is ready, so a busy
+# machine that starts one late cannot turn "at once" into "one after the other".
+START_TOGETHER = """
+import os, pathlib, sys, time
+from etl.cli import main
+ready = pathlib.Path(os.environ["OVERLAP_READY"])
+(ready / str(os.getpid())).touch()
+deadline = time.monotonic() + 60
+while len(list(ready.iterdir())) < int(os.environ["OVERLAP_RUNS"]) and time.monotonic() < deadline:
+    time.sleep(0.01)
+main()
+"""
 RUNS_AT_ONCE = 3
 ROUNDS = 3
 
@@ -34,10 +46,13 @@ def test_concurrent_syncs_share_the_workspaces(
         env["OPENROUTER_BASE_URL"] = server.base_url
         for round_number in range(ROUNDS):
             world.advance(timedelta(hours=6))
+            ready = tmp_path / f"ready-{round_number}"
+            ready.mkdir()
+            round_env = {**env, "OVERLAP_READY": str(ready), "OVERLAP_RUNS": str(RUNS_AT_ONCE)}
             runs = [
                 subprocess.Popen(
-                    [sys.executable, "-c", "from etl.cli import main; main()", "sync"],
-                    env=env,
+                    [sys.executable, "-c", START_TOGETHER, "sync"],
+                    env=round_env,
                     cwd=tmp_path,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
