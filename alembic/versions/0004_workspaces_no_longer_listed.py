@@ -1,7 +1,7 @@
 """workspaces no longer listed
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 
 workspaces.delisted_at: when discovery (GET /workspaces) stopped listing a workspace
 keyledger had synced. Existing rows are listed workspaces (NULL), so no data moves.
@@ -18,8 +18,8 @@ from alembic import op
 
 import models.types
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
