@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl import history, ledger, load, locks
+from etl import history, ledger, load, locks, server_clock
 from etl.client import OpenRouterClient
 from etl.config import DEFAULT_WORKSPACE, Account, Settings, WorkspaceSpec
 from etl.database import WRITE
@@ -205,7 +205,14 @@ def _sync_workspace(
             )
         try:
             with units.unit() as connection:
-                _load_workspace(connection, client, run_id, ledger_id, workspace, result)
+                # Every server time is checked before anything is filed under it.
+                watched = server_clock.watch(
+                    client,
+                    connection,
+                    workspace.id,
+                    max_jump_days=account.client.max_clock_jump_days,
+                )
+                _load_workspace(connection, watched, run_id, ledger_id, workspace, result)
                 result.status = "ok"
                 _close(connection, ledger_id, result)
         except (ApiError, SQLAlchemyError) as exc:
@@ -249,7 +256,7 @@ def _close(connection: Connection, ledger_id: int, result: WorkspaceResult) -> N
 
 def _load_workspace(
     connection: Connection,
-    client: OpenRouterClient,
+    client: OpenRouterClient | server_clock.WatchedClient,
     run_id: int,
     ledger_id: int,
     workspace: WorkspaceSpec,
