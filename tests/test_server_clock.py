@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import click
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from etl.cli import cli
 from etl.client import OpenRouterClient
@@ -266,3 +266,54 @@ def test_a_run_spanning_more_than_a_day_is_refused(engine: Engine) -> None:
         watch.check(start + MAX_RUN_SPAN)  # a slow run, still plausible
         with pytest.raises(ServerClockError, match=r"1\.0 days after this run.s first response"):
             watch.check(start + MAX_RUN_SPAN + timedelta(seconds=1))
+
+
+def count_by_key(engine: Engine, model: Any) -> dict[str, int]:
+    with engine.connect() as connection:
+        return dict(
+            connection.execute(select(model.key_hash, func.count()).group_by(model.key_hash)).all()
+        )
+
+
+def test_accepted_clock_jump_writes_at_most_one_row_per_key(engine: Engine) -> None:
+    simulator = make_simulator(keys=60, active_fraction=3.0)
+    assert sync(engine, simulator).status == "ok"
+    nights(engine, simulator, 2)
+    before = {
+        model: count_by_key(engine, model)
+        for model in (DailyKeySpend, UsageSnapshot, ApiKeyVersion)
+    }
+    with engine.connect() as connection:
+        keys = connection.scalar(select(func.count()).select_from(ApiKey))
+        days_before = connection.scalar(select(func.count()).select_from(WorkspaceDay))
+    simulator.world.advance(DAY)
+    simulator.faults.date_offset_seconds = TEN_YEARS
+    result = sync(engine, simulator, max_clock_jump_days=4000)  # the override: accepted
+    assert result.status == "ok", result.summary()
+    assert result.seconds < 30  # it took 151 s when a decade was a row per key per day
+    for model, counts in before.items():
+        after = count_by_key(engine, model)
+        grown = {h: n - counts.get(h, 0) for h, n in after.items() if n > counts.get(h, 0)}
+        assert all(n == 1 for n in grown.values()), (model.__tablename__, grown)
+        assert sum(grown.values()) <= keys
+    with engine.connect() as connection:
+        days_after = connection.scalar(select(func.count()).select_from(WorkspaceDay))
+        gap_key_days = connection.scalar(text("SELECT COUNT(*) FROM daily_key_spend_gaps"))
+        unknown = connection.execute(
+            text("SELECT unknown_keys, spend_usd FROM daily_workspace_spend WHERE day = :d"),
+            {"d": date(2031, 1, 1)},
+        ).all()
+    # The decade in between is one row per workspace per day, not one per key per day
+    # (3650 days of offset, plus the night that passed)...
+    assert days_after - days_before == 2 * 3651
+    # ...and still reads as unknown spend for every key that was live.
+    assert gap_key_days is not None and gap_key_days >= 100 * 3649
+    assert len(unknown) == 2 and all(r.spend_usd is None and r.unknown_keys >= 50 for r in unknown)
+    with engine.connect() as connection:
+        report = build_report(connection, days=7)
+        monthly = connection.scalar(
+            text("SELECT COUNT(*) FROM monthly_key_spend WHERE spend_usd IS NULL")
+        )
+    assert report.end.year == 2036  # accepted: the ledger now lives there, and says so
+    assert monthly is not None and monthly >= 100 * 119
+    assert_sound_history(engine)
