@@ -19,10 +19,21 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, insert, literal, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    case,
+    delete,
+    exists,
+    insert,
+    literal,
+    select,
+    update,
+)
 
 from etl.bulk import insert_rows, upsert_rows
 from models import ApiKey, ApiKeyVersion, DailyKeySpend, WorkspaceDay
+from models.types import UtcDateTime
 
 # Attributes whose change opens a new api_key_versions row.
 VERSIONED_FIELDS = (
@@ -64,10 +75,18 @@ def version_changed(before: Mapping[str, Any] | None, row: Mapping[str, Any]) ->
 def close_versions(connection: Connection, hashes: Collection[str], at: datetime) -> None:
     """End the current version of each key (a newer version or a deletion was seen)."""
     if hashes:
+        # Never before it began: Dates inside one run may be a few minutes out of order
+        # (etl.server_clock tolerates that), and an inverted interval would answer no
+        # "as of" question; an empty one says the version was seen only at that instant.
+        moment = literal(at, UtcDateTime())
         connection.execute(
             update(ApiKeyVersion)
             .where(ApiKeyVersion.key_hash.in_(hashes), ApiKeyVersion.valid_to.is_(None))
-            .values(valid_to=at)
+            .values(
+                valid_to=case(
+                    (ApiKeyVersion.valid_from > moment, ApiKeyVersion.valid_from), else_=moment
+                )
+            )
         )
 
 

@@ -10,10 +10,11 @@ back everything the run wrote for it. The rule, with H = the server time of the
 workspace's last successful listing (``workspaces.last_synced_at``) and t = a
 response's server time:
 
-- t earlier than H: refused, always. Time never runs backwards, so either the
-  server's clock is wrong now or it was wrong then; filing this run would put it
-  before data already filed. (No override: the run goes through once the server's
-  clock has passed H again.)
+- t earlier than H, or than the latest snapshot already filed for the workspace (a
+  listing's later pages come after H): refused, always. Time never runs backwards,
+  so either the server's clock is wrong now or it was wrong then; filing this run
+  would put it before data already filed. (No override: the run goes through once
+  the server's clock has passed that time again.)
 - t later than H + ``max_clock_jump_days`` (default 35): refused unless the limit is
   raised for the run (``KEYLEDGER_MAX_CLOCK_JUMP_DAYS``, see docs/operations.md).
 - inside one run: t earlier than an earlier response's by more than
@@ -27,14 +28,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from etl import ledger
 from etl.client import KeyLookup, OpenRouterClient
 from etl.config import DEFAULT_WORKSPACE
 from etl.errors import ServerClockError
 from etl.pagination import KeyPage
-from models import Workspace
+from models import UsageSnapshot, Workspace
 
 # Pages are fetched concurrently, possibly from servers a second or two apart, so
 # their Dates need not be in order; minutes back is no longer jitter.
@@ -52,6 +53,7 @@ class ClockWatch:
         self._max_jump = timedelta(days=max_jump_days)
         self._workspace: str | None = None
         self._last_synced: datetime | None = None
+        self._latest_filed: datetime | None = None
         self._pending: list[datetime] = []  # times seen before the workspace was known
         self._first: datetime | None = None
         self._latest: datetime | None = None
@@ -70,6 +72,14 @@ class ClockWatch:
         self._last_synced = self._connection.scalar(
             select(Workspace.last_synced_at).where(Workspace.id == workspace_id)
         )
+        # last_synced_at is the first page of that listing; its later pages (and key
+        # lookups) filed snapshots after it, and going back past those inverts history.
+        latest = self._connection.scalar(
+            select(func.max(UsageSnapshot.captured_at)).where(
+                UsageSnapshot.workspace_id == workspace_id
+            )
+        )
+        self._latest_filed = max(filter(None, (self._last_synced, latest)), default=None)
         pending, self._pending = self._pending, []
         for moment in pending:
             self._against_last_sync(moment)
@@ -95,15 +105,15 @@ class ClockWatch:
             self._against_last_sync(moment)
 
     def _against_last_sync(self, moment: datetime) -> None:
-        last = self._last_synced
-        if last is None:
-            return
-        if moment < last:
+        last, filed = self._last_synced, self._latest_filed
+        if filed is not None and moment < filed:
             self._refuse(
-                f"server time {_show(moment)} is {_days(last - moment)} before this "
-                f"workspace's last successful sync ({_show(last)}); nothing is filed "
+                f"server time {_show(moment)} is {_days(filed - moment)} before the latest "
+                f"time already filed for this workspace ({_show(filed)}); nothing is filed "
                 "until the server's clock has passed it"
             )
+        if last is None:
+            return
         if moment > last + self._max_jump:
             self._refuse(
                 f"server time {_show(moment)} is {_days(moment - last)} after this "

@@ -9,8 +9,9 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select, text, update
 
+from etl import history
 from etl.cli import cli
 from etl.client import OpenRouterClient
 from etl.config import Account, ClientSettings, Secret, Settings, WorkspaceSpec
@@ -142,9 +143,7 @@ def test_clock_going_back_never_inverts_versions(engine: Engine) -> None:
     simulator.faults.date_offset_seconds = -5 * 86400  # a restarted server, 5 days behind
     back = sync(engine, simulator)
     assert back.status == "failed"
-    assert all(
-        "before this workspace's last successful sync" in str(w.error) for w in back.workspaces
-    )
+    assert all("before the latest time already filed" in str(w.error) for w in back.workspaces)
     assert dump(engine) == before
     simulator.faults.date_offset_seconds = 0
     simulator.faults.date_alternate_seconds = 2 * 86400  # +2, -2, +2, ... days per response
@@ -317,3 +316,40 @@ def test_accepted_clock_jump_writes_at_most_one_row_per_key(engine: Engine) -> N
     assert report.end.year == 2036  # accepted: the ledger now lives there, and says so
     assert monthly is not None and monthly >= 100 * 119
     assert_sound_history(engine)
+
+
+def test_going_back_past_a_later_page_of_the_last_sync_is_refused(engine: Engine) -> None:
+    simulator = make_simulator()
+    assert sync(engine, simulator).status == "ok"
+    with engine.begin() as connection:
+        workspace_id, synced_at = connection.execute(
+            select(Workspace.id, Workspace.last_synced_at).limit(1)
+        ).one()
+        # As if that listing's last page came ten minutes after its first.
+        connection.execute(
+            update(UsageSnapshot)
+            .where(UsageSnapshot.workspace_id == workspace_id)
+            .values(captured_at=synced_at + timedelta(minutes=10))
+        )
+    with engine.connect() as connection:
+        watch = ClockWatch(connection, max_jump_days=35)
+        watch.know_workspace(workspace_id)
+        watch.check(synced_at + timedelta(minutes=10))  # where the ledger left off: fine
+        later = ClockWatch(connection, max_jump_days=35)
+        later.know_workspace(workspace_id)
+        with pytest.raises(ServerClockError, match="before the latest time already filed"):
+            later.check(synced_at + timedelta(minutes=5))  # after H, before what H's run filed
+
+
+def test_a_version_closed_by_an_earlier_date_ends_where_it_began(engine: Engine) -> None:
+    simulator = make_simulator()
+    assert sync(engine, simulator).status == "ok"
+    with engine.begin() as connection:
+        key_hash, valid_from = connection.execute(
+            select(ApiKeyVersion.key_hash, ApiKeyVersion.valid_from).limit(1)
+        ).one()
+        history.close_versions(connection, [key_hash], valid_from - timedelta(minutes=3))
+        valid_to = connection.scalar(
+            select(ApiKeyVersion.valid_to).where(ApiKeyVersion.key_hash == key_hash)
+        )
+    assert valid_to == valid_from  # an empty interval, never an inverted one
