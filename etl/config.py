@@ -6,6 +6,7 @@ line naming the file (or variable), the setting and what is expected.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import sys
@@ -89,6 +90,9 @@ class ClientSettings:
     retry_deadline_seconds: float = 300.0
     max_retry_after_seconds: float = 120.0
     max_pages: int = 100_000
+    # How far past a workspace's last successful sync the server's clock may be before
+    # the run is refused (etl/server_clock.py): a monthly cadence plus a few days.
+    max_clock_jump_days: float = 35.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,7 @@ _CLIENT_NUMBERS: dict[str, type] = {
     "retry_deadline_seconds": float,
     "max_retry_after_seconds": float,
     "max_pages": int,
+    "max_clock_jump_days": float,
 }
 _ACCOUNT_SETTINGS = frozenset(
     {"name", "base_url", "management_key_env", "management_key_file", "workspaces"}
@@ -282,6 +287,11 @@ def _account(
     for key, kind in _CLIENT_NUMBERS.items():
         if key in table:
             numbers[key] = _positive(table[key], kind, where, f"{section} {key}")
+    jump = overrides.get("KEYLEDGER_MAX_CLOCK_JUMP_DAYS")
+    if jump:
+        numbers["max_clock_jump_days"] = _positive(
+            _env_number(jump), float, "KEYLEDGER_MAX_CLOCK_JUMP_DAYS", "max_clock_jump_days"
+        )
     workspaces = _workspaces(table.get("workspaces", "all"), where, section)
     env_workspaces = overrides.get("KEYLEDGER_WORKSPACES")
     if env_workspaces:
@@ -306,6 +316,16 @@ def _positive(value: Any, kind: type, where: str, name: str) -> float | int:
         noun = "a positive whole number" if kind is int else "a positive number"
         raise ConfigError(f"{where}: '{name}' should be {noun}, got {value!r}")
     return kind(value)  # type: ignore[no-any-return]
+
+
+def _env_number(value: str) -> float | str:
+    """A number from an environment variable; the text itself when it is not one (so
+    the error names what was given)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return number if math.isfinite(number) else value
 
 
 def _workspaces(value: Any, where: str, section: str) -> tuple[WorkspaceSpec, ...] | None:

@@ -12,15 +12,23 @@ asked, with the client's bounded concurrency.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from etl.client import KeyLookup, OpenRouterClient
+from etl.client import KeyLookup
 from etl.errors import PaginationError
 
 # A listing that lacks more than this share of the known keys, and more than SAMPLE
 # keys, is checked on a sample first.
 SUSPICIOUS_SHARE = 0.10
 SAMPLE = 20
+
+
+class KeyLookups(Protocol):
+    """What confirming needs of a client: ``GET /keys/{hash}`` for many hashes."""
+
+    def get_keys(self, hashes: list[str]) -> Iterator[tuple[str, KeyLookup | None]]: ...
 
 
 @dataclass
@@ -32,7 +40,7 @@ class Confirmed:
 
 
 def confirm_missing(
-    client: OpenRouterClient,
+    client: KeyLookups,
     missing: list[str],
     *,
     workspace_id: str,
@@ -62,14 +70,14 @@ def confirm_missing(
     return result
 
 
-def confirm_each(client: OpenRouterClient, hashes: list[str]) -> Confirmed:
+def confirm_each(client: KeyLookups, hashes: list[str]) -> Confirmed:
     """Ask the API about every key in ``hashes``, no sample first."""
     result = Confirmed()
     _ask(client, hashes, result)
     return result
 
 
-def _ask(client: OpenRouterClient, hashes: list[str], into: Confirmed) -> None:
+def _ask(client: KeyLookups, hashes: list[str], into: Confirmed) -> None:
     for key_hash, lookup in client.get_keys(hashes):
         if lookup is None:
             into.gone.append(key_hash)

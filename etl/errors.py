@@ -7,7 +7,8 @@
     │   ├── ApiStatusError     an error status that retrying did not (or cannot) fix
     │   ├── ApiUnavailableError  timeouts or dropped connections outlasted the retries
     │   ├── PayloadError       a response body or key object that does not parse
-    │   └── PaginationError    the listing does not advance (offset ignored, page repeated)
+    │   ├── PaginationError    the listing does not advance (offset ignored, page repeated)
+    │   └── ServerClockError   the server's Date jumped implausibly (etl.server_clock)
     └── LoadError              writing to the database
 
 Lower-level exceptions (httpx, json, SQLAlchemy) are translated once, at the module
@@ -92,3 +93,7 @@ class PayloadError(ApiError):
 
 class PaginationError(ApiError):
     """Paging does not advance: the server ignores offset or repeats pages."""
+
+
+class ServerClockError(ApiError):
+    """The server's clock (its ``Date``) jumped implausibly: the run is not filed."""

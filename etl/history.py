@@ -6,7 +6,10 @@ is known for a day on which the key was observed — captured with a snapshot, o
 unchanged by a successful sync of its workspace (then it equals the latest snapshot's) —
 and is 0 for any day that began before the key was created. A day's spend is known
 when the day-start totals of it and of the next day are known; otherwise it is NULL.
-Unchanged keys spent nothing, so they get no rows: the table grows with spend.
+Unchanged keys spent nothing, so they get no rows: the table grows with spend. Days no
+sync observed (a gap) are not written per key: a gap costs one workspace_days row per
+day and one NULL row per key, and the view daily_key_spend_gaps (migration 0003) says
+which key-days fall inside it.
 """
 
 from __future__ import annotations
@@ -16,10 +19,21 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, insert, literal, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    case,
+    delete,
+    exists,
+    insert,
+    literal,
+    select,
+    update,
+)
 
 from etl.bulk import insert_rows, upsert_rows
 from models import ApiKey, ApiKeyVersion, DailyKeySpend, WorkspaceDay
+from models.types import UtcDateTime
 
 # Attributes whose change opens a new api_key_versions row.
 VERSIONED_FIELDS = (
@@ -61,10 +75,18 @@ def version_changed(before: Mapping[str, Any] | None, row: Mapping[str, Any]) ->
 def close_versions(connection: Connection, hashes: Collection[str], at: datetime) -> None:
     """End the current version of each key (a newer version or a deletion was seen)."""
     if hashes:
+        # Never before it began: Dates inside one run may be a few minutes out of order
+        # (etl.server_clock tolerates that), and an inverted interval would answer no
+        # "as of" question; an empty one says the version was seen only at that instant.
+        moment = literal(at, UtcDateTime())
         connection.execute(
             update(ApiKeyVersion)
             .where(ApiKeyVersion.key_hash.in_(hashes), ApiKeyVersion.valid_to.is_(None))
-            .values(valid_to=at)
+            .values(
+                valid_to=case(
+                    (ApiKeyVersion.valid_from > moment, ApiKeyVersion.valid_from), else_=moment
+                )
+            )
         )
 
 
@@ -147,8 +169,9 @@ def observed_days(connection: Connection, workspace_id: str, since: date) -> fro
 
 
 def record_observation(connection: Connection, workspace_id: str, observed_at: datetime) -> None:
-    """Mark the workspace observed on ``observed_at``'s day; NULL the spend of the days
-    since the previous observation that no sync saw (a gap)."""
+    """Mark the workspace observed on ``observed_at``'s day; the days since the previous
+    observation that no sync saw (a gap) get a workspace_days row each, marked
+    unobserved, and their keys' spend is unknown (``_open_gap``)."""
     today = utc_day(observed_at)
     previous = connection.scalar(
         select(WorkspaceDay.day)
@@ -170,6 +193,7 @@ def record_observation(connection: Connection, workspace_id: str, observed_at: d
             "observed": False,
             "first_observed_at": None,
             "next_day_observed": False,
+            "gap_since": previous,
         }
         for d in gap
     ]
@@ -180,6 +204,7 @@ def record_observation(connection: Connection, workspace_id: str, observed_at: d
             "observed": True,
             "first_observed_at": observed_at,
             "next_day_observed": False,
+            "gap_since": None,
         }
     )
     upsert_rows(connection, WorkspaceDay, ["workspace_id", "day"], days)
@@ -191,32 +216,43 @@ def record_observation(connection: Connection, workspace_id: str, observed_at: d
         .values(next_day_observed=True)
     )
     if previous is not None and gap:
-        _null_spend_for_gap(connection, workspace_id, previous, today)
+        _open_gap(connection, workspace_id, previous, today)
 
 
 def _days(first: date, end: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((end - first).days)]
 
 
-def _null_spend_for_gap(
-    connection: Connection, workspace_id: str, previous: date, today: date
-) -> None:
-    """Keys that were live when the workspace was last seen get NULL spend for every
-    day from then to yesterday: at least one bound of each was never observed."""
+def _open_gap(connection: Connection, workspace_id: str, previous: date, today: date) -> None:
+    """Keys that were live when the workspace was last seen get a NULL row for that day
+    (its next day was never observed): one row per key, however long the gap. The
+    view daily_key_spend_gaps reads the days after it, up to yesterday, as unknown for
+    every key with such a row, so a NULL row inside the gap would only repeat it."""
     seen_by = day_start(previous + timedelta(days=1))
-    for day in [previous, *_days(previous + timedelta(days=1), today)]:
-        already = exists().where(
-            and_(DailyKeySpend.key_hash == ApiKey.hash, DailyKeySpend.day == day)
+    live = select(ApiKey.hash).where(
+        ApiKey.workspace_id == workspace_id,
+        ApiKey.deleted_at.is_(None),
+        ApiKey.first_seen_at < seen_by,
+    )
+    already = exists().where(
+        and_(DailyKeySpend.key_hash == ApiKey.hash, DailyKeySpend.day == previous)
+    )
+    connection.execute(
+        insert(DailyKeySpend).from_select(
+            ["key_hash", "day", "workspace_id"],
+            live.add_columns(literal(previous), ApiKey.workspace_id).where(~already),
         )
-        live = select(ApiKey.hash, literal(day), ApiKey.workspace_id).where(
-            ApiKey.workspace_id == workspace_id,
-            ApiKey.deleted_at.is_(None),
-            ApiKey.first_seen_at < seen_by,
-            ~already,
+    )
+    connection.execute(
+        delete(DailyKeySpend).where(
+            DailyKeySpend.workspace_id == workspace_id,
+            DailyKeySpend.day > previous,
+            DailyKeySpend.day < today,
+            DailyKeySpend.spend_usd.is_(None),
+            DailyKeySpend.byok_spend_usd.is_(None),
+            DailyKeySpend.key_hash.in_(live),
         )
-        connection.execute(
-            insert(DailyKeySpend).from_select(["key_hash", "day", "workspace_id"], live)
-        )
+    )
 
 
 def deleted_key_rows(
@@ -227,5 +263,5 @@ def deleted_key_rows(
     today = utc_day(deleted_at)
     last_seen = max((d for d in observed if d <= today), default=None)
     if last_seen is None or last_seen < today - timedelta(days=1):
-        return []  # older days are NULLed by the gap rule
+        return []  # a gap since: the gap rule speaks for the days after last_seen
     return [unknown_spend_row(h, workspace_id, last_seen) for h in hashes]

@@ -1,8 +1,8 @@
 """`keyledger report`: spend per workspace, top keys and keys near their limit.
 
-Reads only the relations a BI tool reads (the views ``daily_workspace_spend`` and
-``key_limit_status``, the table ``daily_key_spend``, and ``workspaces`` for names), so
-the report and a dashboard agree. The window ends at the latest day in
+Reads only the relations a BI tool reads (the views ``daily_workspace_spend``,
+``daily_key_spend_gaps`` and ``key_limit_status``, the table ``daily_key_spend``, and
+``workspaces`` for names), so the report and a dashboard agree. The window ends at the latest day in
 ``daily_workspace_spend``, not at the local clock, so reports on simulated (or stale)
 data still make sense. Money is summed here as ``Decimal`` from ``daily_key_spend``:
 SQLite's SUM goes through REAL and would lose digits; ``daily_workspace_spend`` says
@@ -33,6 +33,10 @@ DAILY_WORKSPACE_SPEND = table(
     column("workspace_id", String),
     column("day", Date),
     column("spend_usd"),  # untyped: only NULL-ness is read (SQLite gives REAL here)
+)
+# Key-days inside a gap of unobserved days: unknown spend, without a daily_key_spend row.
+DAILY_KEY_SPEND_GAPS = table(
+    "daily_key_spend_gaps", column("key_hash", String), column("day", Date)
 )
 KEY_LIMIT_STATUS = table(
     "key_limit_status",
@@ -185,6 +189,13 @@ def workspace_and_key_spend(
             else:
                 by_day[(workspace_id, day)] += spend
                 by_key[key_hash] += spend
+    gaps = DAILY_KEY_SPEND_GAPS.c
+    for key_hash, count in connection.execute(
+        select(gaps.key_hash, func.count())
+        .where(gaps.day.between(start, end))
+        .group_by(gaps.key_hash)
+    ):
+        unknown[key_hash] += count
     view = DAILY_WORKSPACE_SPEND.c
     known: dict[str, dict[date, bool]] = defaultdict(dict)
     for workspace_id, day, spend in connection.execute(

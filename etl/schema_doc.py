@@ -42,8 +42,20 @@ VIEWS: dict[str, tuple[str, list[tuple[str, str]]]] = {
             ("unknown_days", "Days of the week whose spend is unknown (or not over)."),
         ],
     ),
+    "daily_key_spend_gaps": (
+        "Key-days inside a gap of days no sync observed: their spend is unknown (NULL), "
+        "though daily_key_spend has no row for them (a gap costs one NULL row per key, "
+        "on the last observed day before it, however long it is). A key is in the gap "
+        "when it has that row; key-days that have a row of their own are left out.",
+        [
+            ("key_hash", "The key (api_keys.hash)."),
+            ("day", "The UTC day, one the workspace was not observed on."),
+            ("workspace_id", "Workspace UUID."),
+        ],
+    ),
     "monthly_key_spend": (
-        "Spend per key per calendar month, from daily_key_spend.",
+        "Spend per key per calendar month, from daily_key_spend and daily_key_spend_gaps "
+        "(a gap day is an unknown day).",
         [
             ("key_hash", "The key (api_keys.hash)."),
             ("workspace_id", "Workspace UUID."),

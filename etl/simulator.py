@@ -86,6 +86,10 @@ class Faults:
     # credentials (in an ECHO_MODES form) in every error message and in a response
     # header, so tests can show keyledger never repeats them.
     echo_credentials: str = ""
+    # A wrong server clock: the Date header moves, the world's clock (and so the usage
+    # counters) does not. Alternating sends +N and -N on successive responses.
+    date_offset_seconds: float = 0.0
+    date_alternate_seconds: float = 0.0
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply changes by field name, rejecting unknown names and values of the wrong type."""
@@ -241,6 +245,8 @@ class Simulator:
         self._token = token
         self._rng = Random(seed)
         self._lock = threading.Lock()  # guards rng, stats and burst; taken before world.lock
+        self._date_lock = threading.Lock()
+        self._date_flips = 0
         self._burst_left = 0
         self._key_pages = 0  # GET /keys answered: drives page_sizes
         self._schedule: list[list[int]] = []  # the drift_schedule in use, and how far
@@ -526,7 +532,14 @@ class Simulator:
             self.stats.faults["drift_creates"] += 1
 
     def _headers(self, now: datetime) -> dict[str, str]:
-        return {"Content-Type": "application/json", "Date": format_datetime(now, usegmt=True)}
+        shift = self.faults.date_offset_seconds
+        if self.faults.date_alternate_seconds:
+            with self._date_lock:  # not self._lock: errors are built while it is held
+                self._date_flips += 1
+                sign = 1 if self._date_flips % 2 else -1
+            shift += sign * self.faults.date_alternate_seconds
+        date = format_datetime(now + timedelta(seconds=shift), usegmt=True)
+        return {"Content-Type": "application/json", "Date": date}
 
     def _error(self, status: int, message: str, extra: dict[str, str] | None = None) -> SimResponse:
         body = json.dumps({"error": {"code": status, "message": message}}).encode()

@@ -24,7 +24,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl import history, ledger, load, locks
+from etl import history, ledger, load, locks, server_clock
 from etl.client import OpenRouterClient
 from etl.config import DEFAULT_WORKSPACE, Account, Settings, WorkspaceSpec
 from etl.confirm import confirm_each, confirm_missing
@@ -367,11 +367,18 @@ def _sync_workspace(
         attempt = WorkspaceResult(account.name, workspace.id, "ok", ledger_id=ledger_id)
         try:
             with units.unit() as connection:
+                # Every server time is checked before anything is filed under it.
+                watched = server_clock.watch(
+                    client,
+                    connection,
+                    workspace.id,
+                    max_jump_days=account.client.max_clock_jump_days,
+                )
                 if delisted:
-                    _retire_workspace(connection, client, run_id, ledger_id, workspace, attempt)
+                    _retire_workspace(connection, watched, run_id, ledger_id, workspace, attempt)
                     attempt.status = "delisted"
                 else:
-                    _load_workspace(connection, client, run_id, ledger_id, workspace, attempt)
+                    _load_workspace(connection, watched, run_id, ledger_id, workspace, attempt)
                 _close(connection, ledger_id, attempt)
         except (ApiError, SQLAlchemyError) as exc:
             # The attempt's counts rolled back with its rows: a failed workspace counts
@@ -426,7 +433,7 @@ def _close(connection: Connection, ledger_id: int, result: WorkspaceResult) -> N
 
 def _load_workspace(
     connection: Connection,
-    client: OpenRouterClient,
+    client: server_clock.WatchedClient,
     run_id: int,
     ledger_id: int,
     workspace: WorkspaceSpec,
@@ -499,7 +506,7 @@ def _load_workspace(
 
 def _retire_workspace(
     connection: Connection,
-    client: OpenRouterClient,
+    client: server_clock.WatchedClient,
     run_id: int,
     ledger_id: int,
     workspace: WorkspaceSpec,

@@ -42,6 +42,12 @@ class WorkspaceDay(Base):
         comment="True when the following UTC day was observed too: only then is the "
         "day's spend known (it is the difference of the two day-start totals).",
     )
+    gap_since: Mapped[date | None] = mapped_column(
+        Date,
+        comment="On a day no sync observed: the workspace's last observed day before it. "
+        "The keys with a daily_key_spend row on that day have unknown spend on this one "
+        "(view daily_key_spend_gaps). NULL on observed days.",
+    )
 
 
 class DailyKeySpend(Base):
@@ -53,9 +59,10 @@ class DailyKeySpend(Base):
             **MYSQL_TABLE,
             "comment": "Exact spend per key per UTC day, from the day-start totals "
             "(usage - usage_daily) observed on that day and the next. Sparse: a row for "
-            "every key-day with spend, and a NULL row for every key-day of a key's "
-            "observed life whose spend is unknown (a bounding day was not observed). A "
-            "key-day without a row had no spend.",
+            "every key-day with spend, and a NULL row for a key-day whose spend is unknown "
+            "(a bounding day was not observed). The days inside a gap of unobserved days "
+            "have no row per key: the view daily_key_spend_gaps lists them (spend "
+            "unknown). A key-day in neither had no spend.",
         },
     )
 

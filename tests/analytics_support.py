@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from etl.client import OpenRouterClient
 from etl.config import Account, ClientSettings, Secret, Settings
@@ -83,6 +83,20 @@ def stored_spend(engine: Engine) -> dict[tuple[str, date], tuple[Any, Any]]:
         return {(r.key_hash, r.day): (r.spend_usd, r.byok_spend_usd) for r in rows}
 
 
+def spend_with_gaps(engine: Engine) -> dict[tuple[str, date], tuple[Any, Any]]:
+    """``stored_spend`` plus the key-days inside gaps (view daily_key_spend_gaps): what a
+    reader of daily spend per key sees, NULL spend for both kinds of unknown day."""
+    spend = stored_spend(engine)
+    with engine.connect() as connection:
+        for key_hash, day in connection.execute(
+            text("SELECT key_hash, day FROM daily_key_spend_gaps")
+        ):
+            day = day if isinstance(day, date) else date.fromisoformat(str(day)[:10])
+            assert (key_hash, day) not in spend, "a gap key-day that also has a row"
+            spend[(key_hash, day)] = (None, None)
+    return spend
+
+
 def _parse(value: str | None) -> datetime | None:
     if value is None:
         return None
@@ -106,7 +120,7 @@ def check_daily_spend(engine: Engine, ledger: Ledgered) -> int:
     """daily_key_spend equals the simulator's truth wherever both day-starts are known,
     and is NULL (or, outside the key's observed life, absent) elsewhere. Returns the
     number of key-days compared with a known value."""
-    stored = stored_spend(engine)
+    stored = spend_with_gaps(engine)
     truth = ledger.world.daily_spend()
     times = ledger.sync_times
     first_day, last_day = times[0].date() - timedelta(days=1), times[-1].date()
@@ -120,6 +134,7 @@ def check_daily_spend(engine: Engine, ledger: Ledgered) -> int:
                 key, day + timedelta(days=1), times
             )
             if known:
+                assert got != (None, None), ("known spend read as unknown", key["hash"], day)
                 value = got if got is not None else (Decimal(0), Decimal(0))
                 assert value == expected, (key["hash"], day, value, expected)
                 compared += 1

@@ -88,6 +88,7 @@ def day_rows(workspace: str) -> list[dict[str, Any]]:
             "observed": n % 2 == 0,
             "first_observed_at": moment if n % 2 == 0 else None,
             "next_day_observed": n == 1,
+            "gap_since": None if n % 2 == 0 else date(2026, 11, 19),
         }
         for n, moment in enumerate(MOMENTS)
     ]

@@ -247,3 +247,20 @@ def test_secret_refuses_a_value_it_could_not_send() -> None:
     with pytest.raises(ValueError, match="line break at character 3 of 5") as caught:
         Secret("xq\nzw")
     assert "xq" not in str(caught.value) and "zw" not in str(caught.value)
+
+
+def test_clock_jump_limit_from_file_and_environment(tmp_path: Path) -> None:
+    assert load_settings(env=KEY).accounts[0].client.max_clock_jump_days == 35
+    path = write(tmp_path, "[openrouter]\nmax_clock_jump_days = 60\n")
+    assert load_settings(path, env=KEY).accounts[0].client.max_clock_jump_days == 60
+    env = {**KEY, "KEYLEDGER_MAX_CLOCK_JUMP_DAYS": "4000"}
+    assert load_settings(path, env=env).accounts[0].client.max_clock_jump_days == 4000
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-3", "inf", "nan"])
+def test_bad_clock_jump_limit_in_the_environment_is_one_line(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={**KEY, "KEYLEDGER_MAX_CLOCK_JUMP_DAYS": value})
+    message = str(caught.value)
+    assert message.startswith("KEYLEDGER_MAX_CLOCK_JUMP_DAYS: 'max_clock_jump_days' should be")
+    assert "\n" not in message

@@ -46,3 +46,51 @@ def test_every_column_has_a_comment() -> None:
         assert table.comment, table.name
         for column in table.columns:
             assert column.comment, f"{table.name}.{column.name}"
+
+
+def test_gap_days_survive_0003_down_and_up_with_data(engine: Engine) -> None:
+    # Imported here: the four tests above need no simulator.
+    from datetime import date, timedelta
+
+    from sqlalchemy import text
+
+    from tests.analytics_support import at, make_world, sync_at
+
+    ledger = make_world(keys=6, deletes=0.0)
+    day = date(2026, 11, 3)
+    for n in (0, 4, 5):  # three nights missed: a gap
+        sync_at(engine, ledger, at(day + timedelta(days=n), 2))
+    views = ("daily_workspace_spend", "weekly_workspace_spend", "monthly_key_spend")
+
+    def read() -> dict[str, list[tuple[object, ...]]]:
+        with engine.connect() as connection:
+            return {
+                v: sorted(
+                    tuple(str(x) for x in r) for r in connection.execute(text(f"SELECT * FROM {v}"))
+                )
+                for v in views
+            }
+
+    def spend_rows() -> int:
+        with engine.connect() as connection:
+            return int(connection.scalar(text("SELECT COUNT(*) FROM daily_key_spend")) or 0)
+
+    def gap_key_days() -> int:
+        with engine.connect() as connection:
+            return int(connection.scalar(text("SELECT COUNT(*) FROM daily_key_spend_gaps")) or 0)
+
+    at_head, rows, gaps = read(), spend_rows(), gap_key_days()
+    assert gaps > 0
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0002")
+    assert read() == at_head  # 0002 reads the gap from rows, written back by the downgrade
+    assert spend_rows() == rows + gaps
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "head")
+    assert read() == at_head  # the rows written the old way mean the same at head
+    assert spend_rows() == rows + gaps and gap_key_days() == 0
+    with engine.connect() as connection:
+        unfilled = connection.scalar(
+            text("SELECT COUNT(*) FROM workspace_days WHERE NOT observed AND gap_since IS NULL")
+        )
+    assert unfilled == 0  # the upgrade worked out where each stored gap began

@@ -487,6 +487,28 @@ def test_429_carries_retry_after_in_the_chosen_form(
     assert sim.stats.faults["rate_limited"] == 1
 
 
+def test_date_offset_moves_the_date_header_but_not_the_world_clock(
+    http: httpx.Client, server: SimulatorServer, world: World
+) -> None:
+    ten_years = 3650 * 86400
+    changed = http.post(control_url(server, "faults"), json={"date_offset_seconds": ten_years})
+    assert changed.json()["date_offset_seconds"] == ten_years
+    before = world.now.replace(microsecond=0)  # Date has whole seconds
+    response = http.get(server.base_url + "/keys")
+    assert parsedate_to_datetime(response.headers["date"]) == before + timedelta(days=3650)
+    assert world.now.replace(microsecond=0) == before  # counters follow the world
+    assert response.json()["data"][0]["usage_daily"] is not None
+
+
+def test_date_alternate_swings_the_date_header_both_ways(
+    sim: Simulator, client: httpx.Client
+) -> None:
+    sim.faults.update({"date_alternate_seconds": 2 * 86400})
+    now = sim.world.now.replace(microsecond=0)
+    shifts = [parsedate_to_datetime(client.get("/keys").headers["date"]) - now for _ in range(4)]
+    assert shifts == [timedelta(days=2), timedelta(days=-2)] * 2
+
+
 def test_error_burst_gives_that_many_5xx_in_a_row(sim: Simulator, client: httpx.Client) -> None:
     sim.faults.error_rate, sim.faults.error_burst = 1.0, 3
     first = client.get("/keys")
