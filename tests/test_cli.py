@@ -109,6 +109,25 @@ def test_sync_refuses_an_old_schema_unless_asked_to_migrate(
     assert migrated.exit_code == 0, migrated.output
 
 
+def test_upgrade_waiting_too_long_for_another_migration_exits_4(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from etl import locks, migrate
+
+    monkeypatch.setattr(migrate, "MIGRATION_WAIT_SECONDS", 0.3)
+    engine = make_engine(database_url)
+    held = locks.try_lock(engine, migrate.migration_lock_subject(engine))
+    try:
+        result = invoke("db", "upgrade", "--database-url", database_url)
+    finally:
+        assert held is not None
+        held.release()
+        engine.dispose()
+    assert result.exit_code == 4
+    assert result.stderr.startswith("keyledger: error: another keyledger process")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_partial_failure_exits_3(server: SimulatorServer, database_url: str) -> None:
     bad = "00000000-0000-4000-8000-000000000000"  # unknown to the simulator: 404
     good = server.simulator.world.workspace_ids[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -9,7 +10,16 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
 import models
-from etl.migrate import alembic_config, current_revision, head_revision
+from etl import locks
+from etl.database import make_engine
+from etl.migrate import (
+    MigrationLockedError,
+    alembic_config,
+    current_revision,
+    head_revision,
+    migration_lock_subject,
+    upgrade,
+)
 
 
 def test_single_head() -> None:
@@ -46,3 +56,23 @@ def test_every_column_has_a_comment() -> None:
         assert table.comment, table.name
         for column in table.columns:
             assert column.comment, f"{table.name}.{column.name}"
+
+
+def test_upgrade_gives_up_as_locked_when_another_migration_outlasts_the_wait(
+    engine: Engine,
+) -> None:
+    held = locks.try_lock(engine, migration_lock_subject(engine))
+    assert held is not None
+    try:
+        with pytest.raises(MigrationLockedError, match="another keyledger process"):
+            upgrade(engine, wait_seconds=0.3)
+    finally:
+        held.release()
+    upgrade(engine, wait_seconds=0.3)  # free again: at head, nothing to do
+
+
+def test_migration_lock_names_the_database() -> None:
+    # GET_LOCK is server-wide on MariaDB: databases on one server must not share it.
+    first = make_engine("mysql+pymysql://root@127.0.0.1/ledger_a")
+    second = make_engine("mysql+pymysql://root@127.0.0.1/ledger_b")
+    assert migration_lock_subject(first) != migration_lock_subject(second)
