@@ -155,7 +155,10 @@ def parse_timestamp(value: str) -> datetime:
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # "9999-12-31T23:59:59-01:00" is past the year 9999 in UTC
+        raise ValueError(f"{value!r} is out of range in UTC") from None
 
 
 class _KeyReader:
@@ -242,7 +245,9 @@ class _KeyReader:
         try:
             return parse_timestamp(value)
         except ValueError:
-            raise self.fail(name, f"is not an ISO 8601 timestamp: {value[:40]!r}") from None
+            raise self.fail(
+                name, f"is not an ISO 8601 timestamp of the years 1 to 9999 UTC: {value[:40]!r}"
+            ) from None
 
     def maybe_time(self, name: str, *, required: bool = True) -> datetime | None:
         value = self.get(name, required=required)

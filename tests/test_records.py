@@ -231,3 +231,13 @@ def test_limits_are_read_off_the_models() -> None:
     assert records.MONEY_FRACTION_DIGITS == MONEY_SCALE
     with pytest.raises(LookupError):
         text_limit("no_such_field")
+
+
+@pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"])
+def test_timestamp_out_of_range_in_utc_is_refused_by_name(stamp: str) -> None:
+    # Converting to UTC overflowed (OverflowError): the run died with a traceback.
+    with pytest.raises(
+        PayloadError,
+        match=re.escape("field 'created_at' is not an ISO 8601 timestamp of the years 1 to 9999"),
+    ):
+        parse_key(key_payload(6, created_at=stamp), offset=0)
