@@ -60,6 +60,16 @@ def upgrade(engine: Engine, revision: str = "head", *, wait_seconds: float | Non
     for ``wait_seconds`` (default ``MIGRATION_WAIT_SECONDS``).
     """
     wait = MIGRATION_WAIT_SECONDS if wait_seconds is None else wait_seconds
+    # Most calls have nothing to do (a nightly `sync --migrate`): a plain read says so
+    # without waiting for the lock, or on SQLite for the write lock a long sync holds.
+    # Seeing the target revision means the migration to it committed (PostgreSQL and
+    # SQLite migrate in one transaction; MariaDB stamps the version after the DDL).
+    try:
+        with engine.connect() as connection:
+            if _at(connection, revision):
+                return
+    except SQLAlchemyError as exc:
+        raise LoadError(f"cannot read the schema version: {_first_line(exc)}") from exc
     try:
         lock = locks.acquire(engine, migration_lock_subject(engine), wait_seconds=wait)
     except (SQLAlchemyError, OSError) as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 import pytest
+from alembic import command as alembic_command
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -116,6 +117,8 @@ def test_upgrade_waiting_too_long_for_another_migration_exits_4(
 
     monkeypatch.setattr(migrate, "MIGRATION_WAIT_SECONDS", 0.3)
     engine = make_engine(database_url)
+    with engine.begin() as connection:
+        alembic_command.downgrade(migrate.alembic_config(connection), "0001")  # work to do
     held = locks.try_lock(engine, migrate.migration_lock_subject(engine))
     try:
         result = invoke("db", "upgrade", "--database-url", database_url)

@@ -61,6 +61,8 @@ def test_every_column_has_a_comment() -> None:
 def test_upgrade_gives_up_as_locked_when_another_migration_outlasts_the_wait(
     engine: Engine,
 ) -> None:
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0001")  # work to do
     held = locks.try_lock(engine, migration_lock_subject(engine))
     assert held is not None
     try:
@@ -68,7 +70,20 @@ def test_upgrade_gives_up_as_locked_when_another_migration_outlasts_the_wait(
             upgrade(engine, wait_seconds=0.3)
     finally:
         held.release()
-    upgrade(engine, wait_seconds=0.3)  # free again: at head, nothing to do
+    upgrade(engine, wait_seconds=0.3)  # free again
+    with engine.connect() as connection:
+        assert current_revision(connection) == head_revision()
+
+
+def test_upgrade_at_head_does_not_wait_for_the_migration_lock(engine: Engine) -> None:
+    # A nightly `sync --migrate` must not queue behind (or fail for) another migration
+    # when there is nothing to migrate.
+    held = locks.try_lock(engine, migration_lock_subject(engine))
+    assert held is not None
+    try:
+        upgrade(engine, wait_seconds=0)
+    finally:
+        held.release()
 
 
 def test_migration_lock_names_the_database() -> None:
