@@ -99,14 +99,9 @@ def upgrade(engine: Engine, revision: str = "head", *, wait_seconds: float | Non
 
 
 def migration_lock_subject(engine: Engine) -> str:
-    """The name of the lock migrations of this database take.
-
-    MariaDB's GET_LOCK names are server-wide, so the database's name is part of it:
-    two keyledger databases on one server migrate independently. (A long name is cut
-    to GET_LOCK's 64 characters; two databases sharing that prefix only wait for
-    each other.)
-    """
-    return f"schema-migration:{engine.url.database or ''}"
+    """The name of the lock migrations of ``engine``'s database take (etl.locks scopes
+    it to that database on every backend)."""
+    return "schema-migration"
 
 
 def _at(connection: Connection, revision: str) -> bool:

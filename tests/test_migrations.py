@@ -11,7 +11,6 @@ from sqlalchemy import Engine, inspect
 
 import models
 from etl import locks
-from etl.database import make_engine
 from etl.migrate import (
     MigrationLockedError,
     alembic_config,
@@ -84,10 +83,3 @@ def test_upgrade_at_head_does_not_wait_for_the_migration_lock(engine: Engine) ->
         upgrade(engine, wait_seconds=0)
     finally:
         held.release()
-
-
-def test_migration_lock_names_the_database() -> None:
-    # GET_LOCK is server-wide on MariaDB: databases on one server must not share it.
-    first = make_engine("mysql+pymysql://root@127.0.0.1/ledger_a")
-    second = make_engine("mysql+pymysql://root@127.0.0.1/ledger_b")
-    assert migration_lock_subject(first) != migration_lock_subject(second)
