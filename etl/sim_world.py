@@ -443,11 +443,11 @@ class World:
 
     def _new_key(self, ws_id: str, *, history: bool, key_hash: str | None = None) -> SimKey:
         rng, now = self._rng, self._now
-        drawn = self._hex(64)  # drawn even when unused: the rest of the world stays the same
         created = now
         if history:
             created = self._between(self._ws_born[ws_id], now - timedelta(minutes=1))
         limit, reset = self._limit()
+        drawn = self._hex(64)  # drawn even when unused: the rest of the world stays the same
         key = SimKey(
             hash=drawn if key_hash is None else key_hash,
             name=f"{rng.choice(_NAMES)} #{rng.randint(1, 9999)}",
