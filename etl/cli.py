@@ -22,7 +22,7 @@ from etl.demo import DEFAULT_DEMO_DATABASE, reset_demo_database, run_demo
 from etl.errors import ConfigError, KeyledgerError
 from etl.extract import WorkspaceTally, iter_workspace, resolve_workspaces
 from etl.memory import limit_heap_growth
-from etl.migrate import check_current, upgrade
+from etl.migrate import MigrationLockedError, check_current, upgrade
 from etl.records import dump_json
 from etl.redact import RedactingFilter
 from etl.report import build_report
@@ -129,7 +129,7 @@ def sync(
         check_current(engine)
         result = run_sync(engine, settings, dry_run=dry_run, wait_seconds=wait_seconds)
     except KeyledgerError as exc:
-        fail(str(exc))
+        fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
     finally:
         engine.dispose()
     for workspace in result.workspaces:
@@ -159,11 +159,13 @@ def db_upgrade(config_path: str | None, database_url: str | None) -> None:
     try:
         url = load_database_url(config_path, database_url=database_url)
         engine = make_engine(url)
-        check_connection(engine)
-        upgrade(engine)
-        engine.dispose()
+        try:
+            check_connection(engine)
+            upgrade(engine)
+        finally:
+            engine.dispose()  # a failed upgrade too: no session left for the GC to find
     except KeyledgerError as exc:
-        fail(str(exc))
+        fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
     click.echo("keyledger: database schema is up to date", err=True)
 
 

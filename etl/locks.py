@@ -85,6 +85,10 @@ def try_lock(engine: Engine, subject: str, *, ephemeral: bool = False) -> Worksp
             got = connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key})
             release, params = "SELECT pg_advisory_unlock(:key)", {"key": key}
         elif dialect == "mysql":
+            # GET_LOCK names are server-wide, where advisory locks and lock files are
+            # per database: without the database in the name, two ledgers on one
+            # server (staging and production, say) would skip each other's workspaces.
+            name = _server_wide_name(engine.url.database, name)
             got = connection.scalar(text("SELECT GET_LOCK(:name, 0)"), {"name": name}) == 1
             release, params = "SELECT RELEASE_LOCK(:name)", {"name": name}
         else:
@@ -97,6 +101,12 @@ def try_lock(engine: Engine, subject: str, *, ephemeral: bool = False) -> Worksp
         connection.close()
         return None
     return _ServerLock(connection, release, params)
+
+
+def _server_wide_name(database: str | None, name: str) -> str:
+    # A digest, since a database name and a workspace UUID can exceed 64 characters.
+    digest = hashlib.sha256(f"{database or ''}\0{name}".encode()).hexdigest()
+    return f"keyledger:{digest[:48]}"
 
 
 def _try_file_lock(engine: Engine, name: str, *, ephemeral: bool) -> WorkspaceLock | None:

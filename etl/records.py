@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from etl.column_limits import money_limit, text_limit
 from etl.errors import PayloadError
 
 MONEY_FIELDS = (
@@ -49,14 +50,22 @@ KNOWN_KEY_FIELDS = frozenset(
 )
 
 
-# The database stores money as DECIMAL(65, 30) (exact TEXT on SQLite): amounts that do
-# not fit would be rounded by the server, so they are refused here, by name.
-MONEY_INTEGER_DIGITS = 35
-MONEY_FRACTION_DIGITS = 30
+# The database stores money as NUMERIC(p, s) (exact TEXT on SQLite): amounts that do
+# not fit would be rounded or refused by the server, so they are refused here, by name.
+# The digits are the money columns' own (etl.column_limits reads them off the models).
+_MONEY_LIMIT = money_limit((*MONEY_FIELDS, *_NULLABLE_MONEY))
+MONEY_INTEGER_DIGITS = _MONEY_LIMIT.integer_digits
+MONEY_FRACTION_DIGITS = _MONEY_LIMIT.fraction_digits
+# Text the narrowest backend cannot hold (a hash over VARCHAR(128), a name over
+# MariaDB's 65,535-byte TEXT, a NUL for PostgreSQL) is refused alike on every backend.
+TEXT_LIMITS = {
+    name: text_limit(name) for name in (*_REQUIRED_TEXT, *_NULLABLE_TEXT, *_OPTIONAL_TEXT)
+}
+_NAMED_HASH_LENGTH = 40  # an overlong hash is named by its start
 
 
 def fits_money_column(amount: Decimal) -> bool:
-    """True when ``amount`` is finite and fits DECIMAL(65, 30) without rounding."""
+    """True when ``amount`` is finite and fits the money columns without rounding."""
     if not amount.is_finite():
         return False
     if amount.is_zero():
@@ -146,7 +155,10 @@ def parse_timestamp(value: str) -> datetime:
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # "9999-12-31T23:59:59-01:00" is past the year 9999 in UTC
+        raise ValueError(f"{value!r} is out of range in UTC") from None
 
 
 class _KeyReader:
@@ -159,8 +171,25 @@ class _KeyReader:
         self.hash = hash_value if isinstance(hash_value, str) and hash_value else None
 
     def fail(self, name: str, problem: str) -> PayloadError:
-        who = f"key {self.hash}" if self.hash else "a key without a hash"
-        return PayloadError(f"{who}: field '{name}' {problem}", offset=self.offset)
+        return PayloadError(f"{self.who()}: field '{name}' {problem}", offset=self.offset)
+
+    def who(self) -> str:
+        """The key, as a message names it: its hash, or (for a hash that is itself the
+        problem) an escaped start of it, so one line stays short and printable."""
+        if self.hash is None:
+            return "a key without a hash"
+        if self.hash.isprintable() and _text_problem("hash", self.hash) is None:
+            return f"key {self.hash}"
+        start = ascii(self.hash[:_NAMED_HASH_LENGTH])[1:-1]
+        return f"key {start}{'...' if len(self.hash) > _NAMED_HASH_LENGTH else ''}"
+
+    def key_hash(self) -> str:
+        """The hash, checked as the other text fields are (Unicode, length, NUL)."""
+        if self.hash is None:
+            raise self.fail(
+                "hash", "is missing or empty" if not self.payload.get("hash") else "is not a string"
+            )
+        return self.text("hash")
 
     def get(self, name: str, *, required: bool) -> Any:
         if name not in self.payload:
@@ -177,6 +206,9 @@ class _KeyReader:
             value.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate from a "\ud800"-style escape
             raise self.fail(name, "is not valid Unicode (a lone surrogate escape)") from None
+        problem = _text_problem(name, value)
+        if problem is not None:
+            raise self.fail(name, problem)
         return value
 
     def maybe_text(self, name: str, *, required: bool = True) -> str | None:
@@ -213,11 +245,18 @@ class _KeyReader:
         try:
             return parse_timestamp(value)
         except ValueError:
-            raise self.fail(name, f"is not an ISO 8601 timestamp: {value[:40]!r}") from None
+            raise self.fail(
+                name, f"is not an ISO 8601 timestamp of the years 1 to 9999 UTC: {value[:40]!r}"
+            ) from None
 
     def maybe_time(self, name: str, *, required: bool = True) -> datetime | None:
         value = self.get(name, required=required)
         return None if value is None else self.time(name)
+
+
+def _text_problem(name: str, value: str) -> str | None:
+    limit = TEXT_LIMITS.get(name)
+    return None if limit is None else limit.problem(value)
 
 
 def _describe(value: Any) -> str:
@@ -245,12 +284,8 @@ def parse_key(payload: Any, *, offset: int | None = None) -> KeyRecord:
 
 def _parse_checked_key(payload: dict[str, Any], offset: int | None) -> KeyRecord:
     r = _KeyReader(payload, offset)
-    if r.hash is None:
-        raise r.fail(
-            "hash", "is missing or empty" if not payload.get("hash") else "is not a string"
-        )
     return KeyRecord(
-        hash=r.hash,
+        hash=r.key_hash(),
         name=r.text("name"),
         label=r.text("label"),
         disabled=r.boolean("disabled"),
@@ -289,6 +324,11 @@ _USUAL_REQUIRED = (
     "updated_at",
 )
 _USUAL_NULLABLE_TEXT = (*_NULLABLE_TEXT, *_OPTIONAL_TEXT)
+# Per text field, in that order: a string no longer than this fits its columns whatever
+# its characters, so the usual key needs only its lengths compared.
+_HASH_MAX, _NAME_MAX, _LABEL_MAX, _WORKSPACE_MAX, _RESET_MAX, _CREATOR_MAX, _EXTERNAL_MAX = (
+    TEXT_LIMITS[f].safe_length for f in (*_REQUIRED_TEXT, *_USUAL_NULLABLE_TEXT)
+)
 _USUAL_TIMES = ("created_at", "updated_at", *_OPTIONAL_TIMES)
 
 
@@ -306,8 +346,21 @@ def _parse_usual_key(payload: dict[str, Any]) -> KeyRecord | None:
     texts += [t for t in (limit_reset, creator_user_id, external_user) if t is not None]
     if not key_hash or not all(type(t) is str for t in texts):
         return None
+    if not (  # spelt out: a third of the cost of all(map(le, lengths, limits))
+        len(key_hash) <= _HASH_MAX
+        and len(name) <= _NAME_MAX
+        and len(label) <= _LABEL_MAX
+        and len(workspace_id) <= _WORKSPACE_MAX
+        and (limit_reset is None or len(limit_reset) <= _RESET_MAX)
+        and (creator_user_id is None or len(creator_user_id) <= _CREATOR_MAX)
+        and (external_user is None or len(external_user) <= _EXTERNAL_MAX)
+    ):
+        return None  # perhaps too long: the checked path measures it, or names the field
+    joined = "".join(texts)
+    if "\x00" in joined:  # PostgreSQL cannot store it: the checked path names the field
+        return None
     try:
-        "".join(texts).encode("utf-8")
+        joined.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: the checked path names the field
         return None
     disabled, include_byok = get("disabled"), get("include_byok_in_limit")

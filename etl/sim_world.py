@@ -299,13 +299,16 @@ class World:
             }
 
     # -- changing the world --------------------------------------------------------------
-    def create_key(self, workspace_id: str | None = None) -> str:
-        """Create a key at the current time and return its hash."""
+    def create_key(self, workspace_id: str | None = None, *, key_hash: str | None = None) -> str:
+        """Create a key at the current time and return its hash (``key_hash`` when given:
+        tests serve hashes the API might one day send, of any length)."""
         with self.lock:
             ws_id = workspace_id or self.default_workspace_id
             if ws_id not in self._workspaces:
                 raise KeyError(ws_id)
-            key = self._new_key(ws_id, history=False)
+            if key_hash is not None and key_hash in self._keys:
+                raise ValueError("a key with that hash exists")
+            key = self._new_key(ws_id, history=False, key_hash=key_hash)
             bisect.insort(self._order[ws_id], key, key=_order_key)
             self._ws_version[ws_id] += 1
             return key.hash
@@ -464,14 +467,15 @@ class World:
         self._ws_born[ws_id] = created
         return ws_id
 
-    def _new_key(self, ws_id: str, *, history: bool) -> SimKey:
+    def _new_key(self, ws_id: str, *, history: bool, key_hash: str | None = None) -> SimKey:
         rng, now = self._rng, self._now
         created = now
         if history:
             created = self._between(self._ws_born[ws_id], now - timedelta(minutes=1))
         limit, reset = self._limit()
+        drawn = self._hex(64)  # drawn even when unused: the rest of the world stays the same
         key = SimKey(
-            hash=self._hex(64),
+            hash=drawn if key_hash is None else key_hash,
             name=f"{rng.choice(_NAMES)} #{rng.randint(1, 9999)}",
             label=f"sk-or-v1-{self._hex(3)}...{self._hex(4)}",
             workspace_id=ws_id,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 import pytest
+from alembic import command as alembic_command
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -110,6 +111,27 @@ def test_sync_refuses_an_old_schema_unless_asked_to_migrate(
     assert migrated.exit_code == 0, migrated.output
 
 
+def test_upgrade_waiting_too_long_for_another_migration_exits_4(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from etl import locks, migrate
+
+    monkeypatch.setattr(migrate, "MIGRATION_WAIT_SECONDS", 0.3)
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        alembic_command.downgrade(migrate.alembic_config(connection), "0001")  # work to do
+    held = locks.try_lock(engine, migrate.migration_lock_subject(engine))
+    try:
+        result = invoke("db", "upgrade", "--database-url", database_url)
+    finally:
+        assert held is not None
+        held.release()
+        engine.dispose()
+    assert result.exit_code == 4
+    assert result.stderr.startswith("keyledger: error: another keyledger process")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_partial_failure_exits_3(server: SimulatorServer, database_url: str) -> None:
     bad = "00000000-0000-4000-8000-000000000000"  # unknown to the simulator: 404
     good = server.simulator.world.workspace_ids[0]
@@ -145,6 +167,70 @@ def test_locked_workspaces_exit_4(server: SimulatorServer, database_url: str) ->
         engine.dispose()
     assert result.exit_code == 4
     assert "held by another run" in result.stderr
+
+
+# A value for each field that one backend or another cannot hold, and how the parser
+# names it: the same words whatever the database.
+TOO_LONG = {
+    "hash": ("h" * 10_000, "is 10,000 characters long; api_keys.hash holds at most 128"),
+    "name": (
+        "n" * 65_536,
+        "is 65,536 bytes long in UTF-8; api_keys.name holds at most 65,535 bytes",
+    ),
+    "label": (  # 21,846 characters, 3 bytes each: MariaDB's TEXT counts bytes
+        "€" * 21_846,
+        "is 65,538 bytes long in UTF-8; api_keys.label holds at most 65,535 bytes",
+    ),
+}
+AT_THE_LIMITS = {
+    "hash": "k" * 128,
+    "name": "😀" * 16_383 + "abc",  # exactly 65,535 bytes
+    "label": ('O\'Reilly "quoted" 🚀 back\\slash ' * 40)[:1_000],
+}
+
+
+@pytest.mark.parametrize("field", list(TOO_LONG))
+def test_value_the_schema_cannot_hold_fails_its_workspace_by_name(
+    field: str, database_url: str
+) -> None:
+    world = World(seed=5, workspaces=2, keys_per_workspace=30)
+    bad, good = world.workspace_ids
+    value, problem = TOO_LONG[field]
+    if field == "hash":
+        world.create_key(bad, key_hash=value)
+        named = "key " + "h" * 40 + "..."
+    else:
+        key_hash = world.live_hashes(bad)[0]
+        world.update_key(key_hash, **{field: value})
+        named = f"key {key_hash}"
+    at_limits = world.create_key(good, key_hash=AT_THE_LIMITS["hash"])
+    world.update_key(at_limits, name=AT_THE_LIMITS["name"], label=AT_THE_LIMITS["label"])
+    with SimulatorServer(Simulator(world, token=TOKEN)) as server:
+        env = sim_env(server, database_url) | {"KEYLEDGER_WORKSPACES": f"{bad},{good}"}
+        result = invoke("sync", env=env)
+    assert result.exit_code == 3, result.stderr
+    # One line names the workspace, the key, the field and the limit, identically on
+    # every backend (the expected text does not depend on the database).
+    failed = [line for line in result.stderr.splitlines() if "failed:" in line]
+    assert failed == [
+        f"keyledger: workspace {bad} (default) failed: workspace {bad}, offset 0: "
+        f"{named}: field '{field}' {problem}"
+    ]
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            stored = {
+                row.hash: row
+                for row in connection.execute(select(ApiKey.hash, ApiKey.name, ApiKey.label))
+            }
+            workspaces = set(connection.scalars(select(ApiKey.workspace_id).distinct()))
+    finally:
+        engine.dispose()
+    assert workspaces == {good}  # the failed workspace wrote nothing; the other committed
+    assert len(stored) == world.live_key_count(good)
+    # Right at each limit, and quotes, emoji and backslashes, are stored verbatim.
+    kept = stored[AT_THE_LIMITS["hash"]]
+    assert (kept.name, kept.label) == (AT_THE_LIMITS["name"], AT_THE_LIMITS["label"])
 
 
 def test_missing_key_variable_is_one_line_exit_1(tmp_path: Path) -> None:

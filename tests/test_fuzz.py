@@ -173,6 +173,10 @@ PROBES = [
     *[None, True, False, 0, 1, -1, 10**40, "", "x", "\ud800", [], {"a": 1}],
     *[Decimal("1.5"), Decimal("-0"), Decimal("1E+40"), Decimal("1E-31"), Decimal("1E-30")],
     *["2026-11-02T08:59:00Z", "2026-11-02T08:59:00+05:00", "2026-11-02", "not a time"],
+    *["9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"],  # past UTC's range
+    # Text at and past the columns' limits, and past the length the usual path checks.
+    *["x" * 32, "x" * 33, "x" * 64, "x" * 65, "x" * 128, "x" * 129, "x" * 20_000],
+    *["é" * 32_767, "é" * 32_768, "😀" * 16_384, "a\x00b"],
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -9,7 +10,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
 import models
-from etl.migrate import alembic_config, current_revision, head_revision
+from etl import locks
+from etl.migrate import (
+    MigrationLockedError,
+    alembic_config,
+    current_revision,
+    head_revision,
+    migration_lock_subject,
+    upgrade,
+)
 
 
 def test_single_head() -> None:
@@ -94,3 +103,31 @@ def test_gap_days_survive_0003_down_and_up_with_data(engine: Engine) -> None:
             text("SELECT COUNT(*) FROM workspace_days WHERE NOT observed AND gap_since IS NULL")
         )
     assert unfilled == 0  # the upgrade worked out where each stored gap began
+
+
+def test_upgrade_gives_up_as_locked_when_another_migration_outlasts_the_wait(
+    engine: Engine,
+) -> None:
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0001")  # work to do
+    held = locks.try_lock(engine, migration_lock_subject(engine))
+    assert held is not None
+    try:
+        with pytest.raises(MigrationLockedError, match="another keyledger process"):
+            upgrade(engine, wait_seconds=0.3)
+    finally:
+        held.release()
+    upgrade(engine, wait_seconds=0.3)  # free again
+    with engine.connect() as connection:
+        assert current_revision(connection) == head_revision()
+
+
+def test_upgrade_at_head_does_not_wait_for_the_migration_lock(engine: Engine) -> None:
+    # A nightly `sync --migrate` must not queue behind (or fail for) another migration
+    # when there is nothing to migrate.
+    held = locks.try_lock(engine, migration_lock_subject(engine))
+    assert held is not None
+    try:
+        upgrade(engine, wait_seconds=0)
+    finally:
+        held.release()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -155,3 +156,88 @@ def test_lone_surrogate_is_rejected_by_name() -> None:
     body = parse_json(b'{"name": "bad \\ud800 escape"}')
     with pytest.raises(PayloadError, match="'name' is not valid Unicode"):
         parse_key(key_payload(1, name=body["name"]), offset=0)  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("hash", "a" * 129, "is 129 characters long; api_keys.hash holds at most 128"),
+        ("workspace_id", "w" * 65, "is 65 characters long; api_keys.workspace_id holds at most 64"),
+        ("limit_reset", "m" * 33, "is 33 characters long; api_keys.limit_reset holds at most 32"),
+        ("name", "n" * 65_536, "is 65,536 bytes long in UTF-8; api_keys.name holds at most 65,535"),
+        ("label", "é" * 32_768, "is 65,536 bytes long in UTF-8; api_keys.label holds at most"),
+        ("creator_user_id", "u" * 70_000, "api_keys.creator_user_id holds at most 65,535 bytes"),
+        ("external_user", "x" * 70_000, "api_keys.external_user holds at most 65,535 bytes"),
+        ("name", "nul \x00 inside", "contains a NUL character"),
+        ("label", "\x00", "contains a NUL character"),
+    ],
+)
+def test_text_the_schema_cannot_hold_is_refused_by_name(
+    field: str, value: str, expected: str
+) -> None:
+    with pytest.raises(PayloadError, match=re.escape(expected)) as caught:
+        parse_key(key_payload(4, **{field: value}), offset=200)
+    message = str(caught.value)
+    assert message.startswith("offset 200: key ")
+    assert f"field '{field}' " in message
+    assert len(message) < 300  # names the key and the limit, never echoes the value
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("hash", "a" * 128),
+        ("workspace_id", "w" * 64),
+        ("limit_reset", "m" * 32),
+        ("name", "n" * 65_535),
+        ("name", "😀" * 16_383 + "abc"),  # 65,535 bytes, past the length checked in bulk
+        ("label", "é" * 32_767),
+        ("creator_user_id", "'quoted' \"twice\" 🚀" * 1_000),
+        ("external_user", "x" * 20_000),
+    ],
+)
+def test_text_right_at_the_limits_is_kept(field: str, value: str) -> None:
+    record = parse_key(parse_json(dump_json(key_payload(5, **{field: value}))), offset=0)
+    assert getattr(record, field) == value
+
+
+def test_an_overlong_hash_is_named_by_its_start() -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_key(key_payload(hash="f" * 10_000), offset=0)
+    assert str(caught.value) == (
+        f"offset 0: key {'f' * 40}...: field 'hash' is 10,000 characters long; "
+        "api_keys.hash holds at most 128"
+    )
+
+
+def test_an_unprintable_hash_is_named_escaped_on_one_line() -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_key(key_payload(hash="ab\ncd", name=5), offset=0)
+    assert str(caught.value) == (
+        "offset 0: key ab\\ncd: field 'name' should be a string, got a number"
+    )
+
+
+def test_limits_are_read_off_the_models() -> None:
+    from etl import records
+    from etl.column_limits import text_limit
+    from models import ApiKey, UsageSnapshot
+    from models.types import MONEY_PRECISION, MONEY_SCALE
+
+    assert records.TEXT_LIMITS["hash"].characters == ApiKey.__table__.c.hash.type.length
+    assert records.TEXT_LIMITS["hash"].characters == UsageSnapshot.__table__.c.key_hash.type.length
+    assert records.TEXT_LIMITS["name"].utf8_bytes == 2**16 - 1  # MariaDB's TEXT
+    assert records.MONEY_INTEGER_DIGITS == MONEY_PRECISION - MONEY_SCALE
+    assert records.MONEY_FRACTION_DIGITS == MONEY_SCALE
+    with pytest.raises(LookupError):
+        text_limit("no_such_field")
+
+
+@pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"])
+def test_timestamp_out_of_range_in_utc_is_refused_by_name(stamp: str) -> None:
+    # Converting to UTC overflowed (OverflowError): the run died with a traceback.
+    with pytest.raises(
+        PayloadError,
+        match=re.escape("field 'created_at' is not an ISO 8601 timestamp of the years 1 to 9999"),
+    ):
+        parse_key(key_payload(6, created_at=stamp), offset=0)
