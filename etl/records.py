@@ -422,6 +422,18 @@ def parse_workspace_list(body: Any, *, offset: int | None = None) -> list[Worksp
         if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
             raise PayloadError("a workspace has no 'id' string", offset=offset)
         name, slug = item.get("name"), item.get("slug")
+        # The id goes where a key's workspace_id goes; name and slug into TEXT columns.
+        for name_in_api, value, limit in (
+            ("id", item["id"], "workspace_id"),
+            ("name", name, "name"),
+            ("slug", slug, "name"),
+        ):
+            problem = _text_problem(limit, value) if isinstance(value, str) else None
+            if problem is not None:
+                who = ascii(item["id"][:_NAMED_HASH_LENGTH])[1:-1]
+                raise PayloadError(
+                    f"workspace {who}: field '{name_in_api}' {problem}", offset=offset
+                )
         records.append(
             WorkspaceRecord(
                 id=item["id"],

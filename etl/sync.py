@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from etl import history, ledger, load, locks, server_clock
 from etl.client import OpenRouterClient
 from etl.config import DEFAULT_WORKSPACE, Account, Settings, WorkspaceSpec
-from etl.confirm import confirm_each, confirm_missing
+from etl.confirm import Confirmed, confirm_each, confirm_missing
 from etl.database import WRITE
 from etl.errors import ApiError, AuthError, LoadError
 from etl.extract import resolve_workspaces
@@ -473,20 +473,8 @@ def _load_workspace(
     confirmed = confirm_missing(
         client, missing, workspace_id=resolved, listed=result.counts.seen - result.counts.new
     )
-    gone = confirmed.gone
-    for found in confirmed.found:
-        result.counts.add(
-            load.load_keys(
-                connection,
-                [found.record],
-                captured_at=found.server_time,
-                sync_run_id=run_id,
-                sync_run_workspace_id=None,
-                observed_days=observed,
-            )
-        )
-    result.deleted = load.mark_deleted(
-        connection, gone, listed_at, workspace_id=resolved, observed_days=observed
+    _settle(
+        connection, confirmed, run_id, result, resolved, deleted_at=listed_at, observed=observed
     )
     # A listing that ran across midnight saw some keys on each day and all keys on
     # neither: it marks no day observed (its snapshots still count for their own day).
@@ -517,7 +505,22 @@ def _retire_workspace(
     now = ledger.utcnow()
     observed = _recent_observations(connection, workspace.id, now)
     confirmed = confirm_each(client, load.missing_keys(connection, workspace.id, ledger_id))
-    deleted_at = now  # a 404 carries no key, so the local clock dates the deletions
+    # A 404 carries no Date worth filing under, so the local clock dates the deletions.
+    _settle(connection, confirmed, run_id, result, workspace.id, deleted_at=now, observed=observed)
+    load.mark_delisted(connection, workspace.id, now)
+
+
+def _settle(
+    connection: Connection,
+    confirmed: Confirmed,
+    run_id: int,
+    result: WorkspaceResult,
+    workspace_id: str,
+    *,
+    deleted_at: datetime,
+    observed: frozenset[date],
+) -> None:
+    """Store the confirmed keys that still exist as they are now; mark the gone deleted."""
     for found in confirmed.found:
         result.counts.add(
             load.load_keys(
@@ -530,9 +533,8 @@ def _retire_workspace(
             )
         )
     result.deleted = load.mark_deleted(
-        connection, confirmed.gone, deleted_at, workspace_id=workspace.id, observed_days=observed
+        connection, confirmed.gone, deleted_at, workspace_id=workspace_id, observed_days=observed
     )
-    load.mark_delisted(connection, workspace.id, deleted_at)
 
 
 def _recent_observations(

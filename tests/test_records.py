@@ -10,7 +10,14 @@ from decimal import Decimal
 import pytest
 
 from etl.errors import PayloadError
-from etl.records import dump_json, parse_json, parse_key, parse_key_list, parse_timestamp
+from etl.records import (
+    dump_json,
+    parse_json,
+    parse_key,
+    parse_key_list,
+    parse_timestamp,
+    parse_workspace_list,
+)
 from tests.helpers import key_payload
 
 
@@ -241,3 +248,23 @@ def test_timestamp_out_of_range_in_utc_is_refused_by_name(stamp: str) -> None:
         match=re.escape("field 'created_at' is not an ISO 8601 timestamp of the years 1 to 9999"),
     ):
         parse_key(key_payload(6, created_at=stamp), offset=0)
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        (
+            {"id": "w" * 65},
+            "field 'id' is 65 characters long; api_keys.workspace_id holds at most 64",
+        ),
+        ({"id": "ws-1", "name": "n" * 65_536}, "field 'name' is 65,536 bytes long in UTF-8"),
+        ({"id": "ws-1", "slug": "s\x00"}, "field 'slug' contains a NUL character"),
+    ],
+)
+def test_workspace_the_schema_cannot_hold_is_refused_by_name(
+    item: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(PayloadError, match=re.escape(expected)) as caught:
+        parse_workspace_list({"data": [item]}, offset=0)
+    assert str(caught.value).startswith("offset 0: workspace ")
+    assert len(str(caught.value)) < 200
