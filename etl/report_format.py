@@ -281,9 +281,11 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int
 def _unknown(days: int, window: int, workspace: WorkspaceSpend | None = None) -> str:
     unsynced = 0 if workspace is None else workspace.unsynced_days
     partial = 0 if workspace is None else workspace.partial_days
-    notes = [f"{days} of {window} days unknown"] if days else []
-    if unsynced:
-        notes[-1] += f" ({unsynced} not synced)"
+    notes = []
+    if days:  # unsynced days are among the unknown ones
+        notes.append(
+            f"{days} of {window} days unknown" + (f" ({unsynced} not synced)" if unsynced else "")
+        )
     if partial:
         notes.append(f"{partial} {'day' if partial == 1 else 'days'} with some keys unknown")
     return ", ".join(notes)
