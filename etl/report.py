@@ -64,14 +64,15 @@ class DaySpend:
     day: date
     spend_usd: Decimal | None
     in_ledger: bool  # False: the ledger has no row for the day (not synced around then)
-    # Keys whose own spend that day is unknown. With spend_usd known, the day's total
-    # leaves them out and is a lower bound (a partial day).
-    unknown_keys: int = 0
+    # Keys whose own spend that day is unknown (None when the ledger has no row for the
+    # day: not even that is known). With spend_usd known, the day's total leaves them
+    # out and is a lower bound (a partial day).
+    unknown_keys: int | None = None
 
     @property
     def partial(self) -> bool:
         """True when the spend is known for some keys only: a lower bound."""
-        return self.spend_usd is not None and self.unknown_keys > 0
+        return self.spend_usd is not None and bool(self.unknown_keys)
 
 
 @dataclass(frozen=True)

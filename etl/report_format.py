@@ -6,7 +6,8 @@ JSON (one object; money as exact decimal strings, null = unknown)::
      "workspaces": [{"workspace_id", "name",
                      "total_usd" (sum of the known days; null when none is known),
                      "unknown_days", "partial_days" (known days leaving out some keys),
-                     "daily": [{"day", "spend_usd", "unknown_keys"}, ...]}, ...],
+                     "daily": [{"day", "spend_usd", "unknown_keys" (keys of unknown
+                                spend; null: day not in the ledger)}, ...]}, ...],
      "top_keys": [{"key_hash", "name" (null: key deleted), "workspace_id",
                    "workspace_name", "spend_usd", "unknown_days"}, ...],
      "near_limit": [{"key_hash", "name", "workspace_id", "workspace_name",

@@ -377,6 +377,8 @@ def test_workspace_with_no_known_day_is_unknown_in_every_format(half_synced: Hal
     assert never["total_usd"] is None  # not "0"
     assert never["unknown_days"] == 30
     assert all(d["spend_usd"] is None for d in never["daily"])
+    # Not synced at all before the last day: not even how many keys are unknown is known.
+    assert [d["unknown_keys"] for d in never["daily"][:29]] == [None] * 29
     assert Decimal(known["total_usd"]) > 0
     assert known["unknown_days"] == 30 - (NIGHTS - 1)  # the last day is not over yet
     known_days = [d for d in known["daily"] if d["spend_usd"] is not None]
