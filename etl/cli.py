@@ -285,26 +285,37 @@ def report(
 ) -> None:
     """Spend per workspace, top keys and keys near their limit over the last N days.
 
-    Reads only the analysis views (what a BI tool sees). Unknown days show as '·'.
+    Reads only the analysis views (what a BI tool sees). Unknown days show as '·' in
+    the daily bars.
 
     \b
     json: {"window": {"start", "end", "days"},
            "workspaces": [{"workspace_id", "name", "total_usd", "unknown_days",
-                           "daily": [{"day", "spend_usd"}]}],
+                           "partial_days", "daily": [{"day", "spend_usd",
+                           "unknown_keys"}]}],
            "top_keys": [{"key_hash", "name", "workspace_id", "workspace_name",
                          "spend_usd", "unknown_days"}],
            "near_limit": [{"key_hash", "name", "workspace_id", "workspace_name",
                            "credit_limit", "limit_remaining", "utilization",
-                           "limit_reset", "days_until_limit", "projected_limit_date"}]}
+                           "limit_reset", "days_until_limit", "projected_limit_date"}],
+     "near_limit_more": N}
     Money is an exact decimal string; null means unknown (a key's name is null once
-    it is deleted). Dates are YYYY-MM-DD (UTC).
+    it is deleted). A total is the sum of the known days (null when none is known):
+    with unknown_days or partial_days (days whose sum leaves out unknown_keys keys)
+    above 0 it is a lower bound. near_limit holds the --top most urgent keys;
+    near_limit_more counts the rest. Dates are YYYY-MM-DD (UTC).
 
     \b
     csv: one header, then one row per record: record, workspace_id, workspace_name,
-    key_hash, key_name, day, spend_usd, unknown_days, credit_limit, limit_remaining,
-    utilization, limit_reset, days_until_limit, projected_limit_date. record is
-    workspace_day, workspace_total (spend_usd holds the total), top_key or
-    near_limit; an empty cell is unknown or does not apply to the record.
+    key_hash, key_name, day, spend_usd, unknown_days, unknown_keys, partial_days,
+    credit_limit, limit_remaining, utilization, limit_reset, days_until_limit,
+    projected_limit_date. record is workspace_day, workspace_total (spend_usd holds
+    the total), top_key or near_limit; an empty cell is unknown or does not apply to
+    the record.
+
+    The table rounds money to 1/100 of a cent, shows unknown as '—' and marks a
+    total that leaves out unknown days or keys with '≥'; csv and json keep every
+    digit.
     """
     try:
         url = load_database_url(config_path, database_url=database_url)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,12 @@ from etl.database import make_engine, masked
 from etl.errors import LoadError
 from etl.examples import EXAMPLE_QUERIES
 from etl.migrate import upgrade
+from etl.report_format import rounded
 from etl.sim_server import SimulatorServer
 from etl.sim_world import World
 from etl.simulator import Simulator
 from etl.sync import run_sync
+from etl.text_width import display_width, pad, truncate
 from models import ApiKey, SyncRun, UsageSnapshot, Workspace
 
 DEMO_TOKEN = "sk-or-v1-demo-management-key"  # accepted by the demo's own simulator only
@@ -32,6 +36,10 @@ DEMO_QUERIES = (
 
 
 DEFAULT_DEMO_DATABASE = "keyledger-demo.db"
+CELL_WIDTH = 40  # terminal columns
+# Result columns holding USD amounts, shown rounded like `keyledger report` does; SQLite
+# sums money as REAL, so they may come back as 7.010828073100001 for 7.0108280731.
+MONEY_COLUMNS = frozenset({"credit_limit", "limit_remaining", "usage", "byok_usage"})
 
 
 def reset_demo_database(path: Path) -> None:
@@ -109,6 +117,7 @@ def show_results(engine: Engine, echo: Callable[[str], None]) -> None:
         }
         echo("\nloaded: " + ", ".join(f"{n} rows in {t}" for t, n in counts.items()))
         echo("more: keyledger report --database-url <this database>; docs/schema.md for queries")
+        echo("(money below is rounded to 1/100 of a cent; the database holds every digit)")
         for title in DEMO_QUERIES:
             sql = EXAMPLE_QUERIES[title]
             query = " ".join(line.strip() for line in sql.strip().splitlines())
@@ -117,16 +126,40 @@ def show_results(engine: Engine, echo: Callable[[str], None]) -> None:
             echo(format_table(list(result.keys()), [tuple(row) for row in result]))
 
 
+def is_money(column: str) -> bool:
+    """True for a result column that holds USD amounts (by the schema's naming)."""
+    return column in MONEY_COLUMNS or column.endswith("_usd") or column.startswith("spend_")
+
+
 def format_table(headers: list[str], rows: list[tuple[Any, ...]]) -> str:
-    """A plain-text table."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    """A plain-text table: money rounded for people, numbers right-aligned, and columns
+    aligned by display width (CJK and emoji take two columns)."""
+    cells = [
+        [_cell(v, money=is_money(h)) for h, v in zip(headers, row, strict=True)] for row in rows
+    ]
+    numeric = [
+        is_money(h) or any(isinstance(row[i], (int, float, Decimal)) for row in rows)
+        for i, h in enumerate(headers)
+    ]
+    widths = [max([len(h)] + [display_width(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: list[str]) -> str:
+        parts = [
+            pad(v, w, right=right) for v, w, right in zip(values, widths, numeric, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    lines = [line(headers), line(["-" * w for w in widths])]
+    lines += [line(row) for row in cells]
     return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
-    text_value = "" if value is None else str(value)
-    return text_value if len(text_value) <= 40 else text_value[:37] + "..."
+def _cell(value: Any, *, money: bool) -> str:
+    if value is None:
+        return ""
+    if money and not isinstance(value, bool):
+        # str() of a float is its shortest round-trip form, so rounding it is exact;
+        # a string is money stored as decimal text (SQLite before REAL money).
+        with suppress(InvalidOperation):
+            return rounded(Decimal(str(value)))
+    return truncate(str(value), CELL_WIDTH)

@@ -33,6 +33,7 @@ DAILY_WORKSPACE_SPEND = table(
     column("workspace_id", String),
     column("day", Date),
     column("spend_usd"),  # untyped: only NULL-ness is read (SQLite gives REAL here)
+    column("unknown_keys"),  # keys whose own spend that day is unknown
 )
 # Key-days inside a gap of unobserved days: unknown spend, without a daily_key_spend row.
 DAILY_KEY_SPEND_GAPS = table(
@@ -63,6 +64,15 @@ class DaySpend:
     day: date
     spend_usd: Decimal | None
     in_ledger: bool  # False: the ledger has no row for the day (not synced around then)
+    # Keys whose own spend that day is unknown (None when the ledger has no row for the
+    # day: not even that is known). With spend_usd known, the day's total leaves them
+    # out and is a lower bound (a partial day).
+    unknown_keys: int | None = None
+
+    @property
+    def partial(self) -> bool:
+        """True when the spend is known for some keys only: a lower bound."""
+        return self.spend_usd is not None and bool(self.unknown_keys)
 
 
 @dataclass(frozen=True)
@@ -74,14 +84,25 @@ class WorkspaceSpend:
     daily: tuple[DaySpend, ...]
 
     @property
-    def total_usd(self) -> Decimal:
-        """Sum of the known days."""
-        return exact_sum(d.spend_usd for d in self.daily if d.spend_usd is not None)
+    def total_usd(self) -> Decimal | None:
+        """Sum of the known days; None when no day is known (unknown, not zero)."""
+        known = [d.spend_usd for d in self.daily if d.spend_usd is not None]
+        return exact_sum(known) if known else None
 
     @property
     def unknown_days(self) -> int:
         """Days of the window whose spend is not known."""
         return sum(1 for d in self.daily if d.spend_usd is None)
+
+    @property
+    def partial_days(self) -> int:
+        """Known days whose total leaves out keys with unknown spend."""
+        return sum(1 for d in self.daily if d.partial)
+
+    @property
+    def is_lower_bound(self) -> bool:
+        """True when the true total may be higher than ``total_usd``."""
+        return bool(self.unknown_days or self.partial_days)
 
     @property
     def unsynced_days(self) -> int:
@@ -97,8 +118,8 @@ class KeySpend:
     name: str | None
     workspace_id: str
     workspace_name: str
-    spend_usd: Decimal
-    unknown_days: int
+    spend_usd: Decimal  # over the known days: a lower bound when unknown_days > 0
+    unknown_days: int  # days of the window whose spend for this key is not known
 
 
 @dataclass(frozen=True)
@@ -125,7 +146,8 @@ class Report:
     end: date
     workspaces: tuple[WorkspaceSpend, ...]
     top_keys: tuple[KeySpend, ...]
-    near_limit: tuple[LimitStatus, ...]
+    near_limit: tuple[LimitStatus, ...]  # the most urgent ``top``
+    near_limit_more: int = 0  # keys near their limit left out of ``near_limit``
 
     @property
     def days(self) -> tuple[date, ...]:
@@ -158,7 +180,7 @@ def build_report(connection: Connection, *, days: int = 30, top: int = 10) -> Re
         near = near_limit_keys(connection, names)
     except SQLAlchemyError as exc:
         raise ReportError(f"cannot read the analysis views: {_first_line(exc)}") from exc
-    return Report(start, end, workspaces, top_keys, near)
+    return Report(start, end, workspaces, top_keys, near[:top], max(0, len(near) - top))
 
 
 def workspace_and_key_spend(
@@ -167,7 +189,7 @@ def workspace_and_key_spend(
     """Daily spend per workspace and window spend per key (highest first), exactly."""
     by_day: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
     by_key: dict[str, Decimal] = defaultdict(Decimal)
-    unknown: dict[str, int] = defaultdict(int)
+    unknown: dict[str, set[date]] = defaultdict(set)  # key-days of unknown spend
     owner: dict[str, tuple[date, str]] = {}
     rows = connection.execute(
         select(
@@ -185,40 +207,41 @@ def workspace_and_key_spend(
             if key_hash not in owner or owner[key_hash][0] < day:
                 owner[key_hash] = (day, workspace_id)  # where the key last spent
             if spend is None:
-                unknown[key_hash] += 1
+                unknown[key_hash].add(day)
             else:
                 by_day[(workspace_id, day)] += spend
                 by_key[key_hash] += spend
     gaps = DAILY_KEY_SPEND_GAPS.c
-    for key_hash, count in connection.execute(
-        select(gaps.key_hash, func.count())
-        .where(gaps.day.between(start, end))
-        .group_by(gaps.key_hash)
+    for key_hash, day in connection.execute(
+        select(gaps.key_hash, gaps.day).where(gaps.day.between(start, end))
     ):
-        unknown[key_hash] += count
+        unknown[key_hash].add(day)
     view = DAILY_WORKSPACE_SPEND.c
-    known: dict[str, dict[date, bool]] = defaultdict(dict)
-    for workspace_id, day, spend in connection.execute(
-        select(view.workspace_id, view.day, view.spend_usd).where(view.day.between(start, end))
+    seen: dict[str, dict[date, tuple[bool, int]]] = defaultdict(dict)
+    for workspace_id, day, spend, unknown_keys in connection.execute(
+        select(view.workspace_id, view.day, view.spend_usd, view.unknown_keys).where(
+            view.day.between(start, end)
+        )
     ):
-        known[workspace_id][day] = spend is not None
+        seen[workspace_id][day] = (spend is not None, int(unknown_keys or 0))
     window = [start + timedelta(n) for n in range((end - start).days + 1)]
     workspaces = [
         WorkspaceSpend(
             workspace_id,
             names.get(workspace_id, workspace_id),
-            tuple(
-                DaySpend(
-                    d,
-                    without_padding(by_day[(workspace_id, d)]) if seen.get(d) else None,
-                    d in seen,
-                )
-                for d in window
-            ),
+            tuple(_day_spend(d, days.get(d), by_day[(workspace_id, d)]) for d in window),
         )
-        for workspace_id, seen in known.items()
+        for workspace_id, days in seen.items()
     ]
-    workspaces.sort(key=lambda w: (-w.total_usd, w.name, w.workspace_id))
+    workspaces.sort(
+        key=lambda w: (w.total_usd is None, -(w.total_usd or 0), w.name, w.workspace_id)
+    )
+    # A day its workspace's total does not know (not synced, or not over yet: the
+    # latest day has no key rows at all) is unknown for each of its keys too; without
+    # this a key's spend over the window would silently read such days as zero.
+    unknown_in = {
+        w.workspace_id: {d.day for d in w.daily if d.spend_usd is None} for w in workspaces
+    }
     keys = [
         KeySpend(
             h,
@@ -226,13 +249,21 @@ def workspace_and_key_spend(
             owner[h][1],
             names.get(owner[h][1], owner[h][1]),
             without_padding(spent),
-            unknown[h],
+            len(unknown[h] | unknown_in.get(owner[h][1], set())),
         )
         for h, spent in by_key.items()
     ]
     keys = [k for k in keys if k.spend_usd > 0]
     keys.sort(key=lambda k: (-k.spend_usd, k.key_hash))
     return tuple(workspaces), keys
+
+
+def _day_spend(day: date, seen: tuple[bool, int] | None, spend: Decimal) -> DaySpend:
+    """One workspace-day: unknown when the view's spend_usd is NULL (or it has no row)."""
+    if seen is None:
+        return DaySpend(day, None, in_ledger=False)
+    known, unknown_keys = seen
+    return DaySpend(day, without_padding(spend) if known else None, True, unknown_keys)
 
 
 def name_keys(connection: Connection, keys: list[KeySpend]) -> tuple[KeySpend, ...]:
@@ -271,16 +302,24 @@ def near_limit_keys(connection: Connection, names: dict[str, str]) -> tuple[Limi
         )
         for r in rows
     ]
-    found.sort(
-        key=lambda s: (
-            s.days_until_limit is None,
-            s.days_until_limit or 0,
-            -(s.utilization or 0.0),
-            s.name,
-            s.key_hash,
-        )
-    )
+    found.sort(key=urgency)
     return tuple(found)
+
+
+def urgency(status: LimitStatus) -> tuple[int, float, float, str, str]:
+    """Sort key, most urgent first: limits already used up, then those projected to
+    run out (soonest first), then the rest by share used (highest first)."""
+    exhausted = (status.limit_remaining is not None and status.limit_remaining <= 0) or (
+        status.utilization is not None and status.utilization >= 1
+    )
+    projected = status.projected_limit_date is not None and status.days_until_limit is not None
+    if exhausted:
+        rank, days = 0, 0.0
+    elif projected:
+        rank, days = 1, float(status.days_until_limit or 0)
+    else:
+        rank, days = 2, 0.0
+    return (rank, days, -(status.utilization or 0.0), status.name, status.key_hash)
 
 
 def _first_line(exc: SQLAlchemyError) -> str:

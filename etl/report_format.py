@@ -3,17 +3,26 @@
 JSON (one object; money as exact decimal strings, null = unknown)::
 
     {"window": {"start": "YYYY-MM-DD", "end": "YYYY-MM-DD", "days": N},
-     "workspaces": [{"workspace_id", "name", "total_usd", "unknown_days",
-                     "daily": [{"day", "spend_usd"}, ...]}, ...],
+     "workspaces": [{"workspace_id", "name",
+                     "total_usd" (sum of the known days; null when none is known),
+                     "unknown_days", "partial_days" (known days leaving out some keys),
+                     "daily": [{"day", "spend_usd", "unknown_keys" (keys of unknown
+                                spend; null: day not in the ledger)}, ...]}, ...],
      "top_keys": [{"key_hash", "name" (null: key deleted), "workspace_id",
                    "workspace_name", "spend_usd", "unknown_days"}, ...],
      "near_limit": [{"key_hash", "name", "workspace_id", "workspace_name",
                      "credit_limit", "limit_remaining", "utilization" (0..1 number),
-                     "limit_reset", "days_until_limit", "projected_limit_date"}, ...]}
+                     "limit_reset", "days_until_limit", "projected_limit_date"}, ...],
+     "near_limit_more": N (keys near their limit beyond --top, most urgent listed)}
 
 CSV: one header (``CSV_COLUMNS``) and one row per record; the ``record`` column says
 which: ``workspace_day`` (one per workspace and day; empty spend_usd = unknown),
-``workspace_total``, ``top_key`` or ``near_limit``; columns a record lacks are empty.
+``workspace_total`` (empty spend_usd: no day known), ``top_key`` or ``near_limit``;
+columns a record lacks are empty. A total with ``unknown_days`` or ``partial_days``
+above 0 is the sum of what is known, a lower bound.
+
+The table is for people: money rounded to 1/100 of a cent, ``—`` for unknown, ``≥``
+before a total that leaves out unknown days or keys. CSV and JSON keep every digit.
 """
 
 from __future__ import annotations
@@ -23,7 +32,6 @@ import dataclasses
 import io
 import json
 import math
-import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -38,10 +46,14 @@ from etl.report import (
     Report,
     WorkspaceSpend,
 )
+from etl.text_width import display_width, pad, truncate
 from models.types import without_padding
 
 BARS = "▁▂▃▄▅▆▇█"
 UNKNOWN, NOT_IN_LEDGER = "·", " "
+ABSENT = "—"  # a table cell whose value is unknown (or, for a projection, not made)
+AT_LEAST = "≥ "  # before a total of the known part only
+KEY_NAME_WIDTH = 32  # terminal columns
 SPARK_WIDTH = 60  # longer windows are drawn in buckets of several days
 TABLE_QUANTUM = Decimal("0.0001")  # the table shows money to 1/100 of a cent
 CSV_COLUMNS = (
@@ -53,6 +65,8 @@ CSV_COLUMNS = (
     "day",
     "spend_usd",
     "unknown_days",
+    "unknown_keys",
+    "partial_days",
     "credit_limit",
     "limit_remaining",
     "utilization",
@@ -68,8 +82,14 @@ def money(amount: Decimal | None) -> str | None:
 
 
 def rounded(amount: Decimal | None) -> str:
-    """An amount for people: four decimal places, '-' when unknown or absent."""
-    return "-" if amount is None else str(amount.quantize(TABLE_QUANTUM, ROUND_HALF_UP))
+    """An amount for people: four decimal places, '—' when unknown or absent."""
+    return ABSENT if amount is None else str(amount.quantize(TABLE_QUANTUM, ROUND_HALF_UP))
+
+
+def bound(amount: Decimal | None, *, lower_bound: bool) -> str:
+    """A rounded total, marked '≥' when it is only the known part of the true total."""
+    text = rounded(amount)
+    return AT_LEAST + text if lower_bound and amount is not None else text
 
 
 def sparkline(daily: Sequence[DaySpend]) -> str:
@@ -101,7 +121,12 @@ def format_table(report: Report) -> str:
         "Spend per workspace (USD)",
     ]
     rows: list[tuple[str, ...]] = [
-        (w.name, rounded(w.total_usd), sparkline(w.daily), _unknown(w.unknown_days, n, w))
+        (
+            truncate(w.name, KEY_NAME_WIDTH),
+            bound(w.total_usd, lower_bound=w.is_lower_bound),
+            sparkline(w.daily),
+            _unknown(w.unknown_days, n, w),
+        )
         for w in report.workspaces
     ]
     out += _table(("workspace", "total", "daily", ""), rows, right={1})
@@ -109,13 +134,16 @@ def format_table(report: Report) -> str:
         f"  daily: {BARS[0]}..{BARS[-1]} up to the workspace's busiest day; "
         f"{UNKNOWN} unknown; blank: not synced around then"
     )
+    out.append(
+        f"  {AT_LEAST}total of the known days only (the rest unknown); {ABSENT} no day known"
+    )
     out += ["", f"Top keys by spend over the window (USD, top {len(report.top_keys)})"]
     rows = [
         (
             str(i),
             _key_name(k.name, k.key_hash),
-            k.workspace_name,
-            rounded(k.spend_usd),
+            truncate(k.workspace_name, KEY_NAME_WIDTH),
+            bound(k.spend_usd, lower_bound=k.unknown_days > 0),
             _unknown(k.unknown_days, n),
         )
         for i, k in enumerate(report.top_keys, 1)
@@ -129,13 +157,13 @@ def format_table(report: Report) -> str:
     rows = [
         (
             _key_name(s.name, s.key_hash),
-            s.workspace_name,
+            truncate(s.workspace_name, KEY_NAME_WIDTH),
             rounded(s.credit_limit),
             rounded(s.limit_remaining),
             _percent(s.utilization),
             s.limit_reset or "never",
-            "-" if s.days_until_limit is None else str(s.days_until_limit),
-            str(s.projected_limit_date or "-"),
+            ABSENT if s.days_until_limit is None else str(s.days_until_limit),
+            str(s.projected_limit_date or ABSENT),
         )
         for s in report.near_limit
     ]
@@ -150,6 +178,12 @@ def format_table(report: Report) -> str:
         "limit reached",
     )
     out += _table(headers, rows, right={2, 3, 4, 6})
+    if report.near_limit_more:
+        out.append(
+            f"  … and {report.near_limit_more} more near their limit "
+            f"(listed most urgent first; --top {len(report.near_limit) + report.near_limit_more}"
+            " shows all)"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -169,7 +203,15 @@ def report_data(report: Report) -> dict[str, Any]:
             "name": w.name,
             "total_usd": money(w.total_usd),
             "unknown_days": w.unknown_days,
-            "daily": [{"day": plain(d.day), "spend_usd": money(d.spend_usd)} for d in w.daily],
+            "partial_days": w.partial_days,
+            "daily": [
+                {
+                    "day": plain(d.day),
+                    "spend_usd": money(d.spend_usd),
+                    "unknown_keys": d.unknown_keys,
+                }
+                for d in w.daily
+            ],
         }
         for w in report.workspaces
     ]
@@ -178,6 +220,7 @@ def report_data(report: Report) -> dict[str, Any]:
         "workspaces": workspaces,
         "top_keys": [_fields(k) for k in report.top_keys],
         "near_limit": [_fields(s) for s in report.near_limit],
+        "near_limit_more": report.near_limit_more,
     }
 
 
@@ -194,9 +237,17 @@ def format_csv(report: Report) -> str:
     for w in report.workspaces:
         base = {"workspace_id": w.workspace_id, "workspace_name": w.name}
         for d in w.daily:
-            day = {"day": plain(d.day), "spend_usd": money(d.spend_usd)}
+            day = {
+                "day": plain(d.day),
+                "spend_usd": money(d.spend_usd),
+                "unknown_keys": d.unknown_keys,
+            }
             writer.writerow({"record": "workspace_day", **base, **day})
-        total = {"spend_usd": money(w.total_usd), "unknown_days": w.unknown_days}
+        total = {
+            "spend_usd": money(w.total_usd),
+            "unknown_days": w.unknown_days,
+            "partial_days": w.partial_days,
+        }
         writer.writerow({"record": "workspace_total", **base, **total})
     for record, items in (("top_key", report.top_keys), ("near_limit", report.near_limit)):
         for item in items:
@@ -216,27 +267,29 @@ FORMATS: dict[str, Callable[[Report], str]] = {
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
     if not rows:
         return ["  (none)"]
-    widths = [max(_width(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    widths = [max(display_width(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
-        parts = []
-        for i, (cell, width) in enumerate(zip(cells, widths, strict=True)):
-            pad = " " * (width - _width(cell))
-            parts.append(pad + cell if i in right else cell + pad)
+        parts = [
+            pad(cell, width, right=i in right)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
         return ("  " + "  ".join(parts)).rstrip()
 
     return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
-def _width(text: str) -> int:
-    """Terminal columns: wide (CJK, emoji) characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
 def _unknown(days: int, window: int, workspace: WorkspaceSpend | None = None) -> str:
     unsynced = 0 if workspace is None else workspace.unsynced_days
-    note = f" ({unsynced} not synced)" if unsynced else ""
-    return f"{days} of {window} days unknown{note}" if days else ""
+    partial = 0 if workspace is None else workspace.partial_days
+    notes = []
+    if days:  # unsynced days are among the unknown ones
+        notes.append(
+            f"{days} of {window} days unknown" + (f" ({unsynced} not synced)" if unsynced else "")
+        )
+    if partial:
+        notes.append(f"{partial} {'day' if partial == 1 else 'days'} with some keys unknown")
+    return ", ".join(notes)
 
 
 def _percent(share: float | None) -> str:
@@ -246,7 +299,7 @@ def _percent(share: float | None) -> str:
 def _key_name(name: str | None, key_hash: str) -> str:
     if name is None:
         return f"{key_hash[:12]}… (deleted)"
-    return name if len(name) <= 32 else name[:31] + "…"
+    return truncate(name, KEY_NAME_WIDTH)
 
 
 def _fields(item: KeySpend | LimitStatus) -> dict[str, Any]:

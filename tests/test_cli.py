@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -19,10 +20,12 @@ from sqlalchemy import func, select
 
 from etl.cli import cli
 from etl.database import make_engine
+from etl.demo import is_money
 from etl.records import parse_json
 from etl.sim_server import SimulatorServer
 from etl.sim_world import World
 from etl.simulator import Simulator
+from etl.text_width import display_width
 from models import ApiKey, SyncRun, SyncRunWorkspace
 from tests.helpers import refuse_keys
 
@@ -280,6 +283,55 @@ def test_demo_loads_nights_and_prints_queries(tmp_path: Path) -> None:
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(ApiKey))
     engine.dispose()
+
+
+def demo_tables(output: str) -> list[list[str]]:
+    """Each result table the demo prints: header, dashes, rows."""
+    tables, lines = [], output.splitlines()
+    for i, line in enumerate(lines):
+        if i and re.fullmatch(r"-+(  -+)*", line):
+            end = next((j for j in range(i + 1, len(lines)) if not lines[j].strip()), len(lines))
+            tables.append(lines[i - 1 : end])
+    return tables
+
+
+def cells(line: str, dashes: str) -> list[str]:
+    """``line`` cut at the display columns of the dashes line's columns; a space must
+    stand in every gap between them, or the table is misaligned."""
+    columns: list[str] = []  # one entry per display column ("" after a wide character)
+    for char in line:
+        if display_width(char) == 0 and columns:
+            columns[-1] += char
+        else:
+            columns += [char] + [""] * (display_width(char) - 1)
+    columns += [" "] * (len(dashes) - len(columns))
+    assert len(columns) == len(dashes), line
+    assert all(columns[i] == " " for i, c in enumerate(dashes) if c == " "), line
+    spans = [m.span() for m in re.finditer(r"-+", dashes)]
+    return ["".join(columns[a:b]).strip() for a, b in spans]
+
+
+def test_demo_rounds_money_and_keeps_tables_aligned(database_url: str) -> None:
+    result = invoke("demo", "--database-url", database_url, "--nights", "3")
+    assert result.exit_code == 0, result.output
+    assert "money below is rounded to 1/100 of a cent" in result.output
+    tables = demo_tables(result.output)
+    assert len(tables) == 3
+    money_cells = 0
+    wide_rows = 0
+    for header, dashes, *rows in tables:
+        names = cells(header, dashes)
+        money = [i for i, n in enumerate(names) if is_money(n)]
+        assert money, names
+        for row in rows:
+            values = cells(row, dashes)
+            wide_rows += display_width(row) != len(row)
+            for i in money:
+                # SQLite sums money as REAL (7.010828073100001): shown rounded.
+                assert values[i] == "" or re.fullmatch(r"\d+\.\d{4}", values[i]), values
+                money_cells += bool(values[i])
+    assert money_cells >= 10
+    assert wide_rows  # the simulator names keys in CJK and with emoji
 
 
 def test_installed_command_upgrades_from_any_directory(tmp_path: Path) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,15 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, select, text
 
 from etl.cli import cli
-from etl.report import DaySpend
-from etl.report_format import CSV_COLUMNS, UNKNOWN, sparkline
+from etl.client import OpenRouterClient
+from etl.config import Account, ClientSettings, Secret, Settings, WorkspaceSpec
+from etl.report import DaySpend, LimitStatus, Report, WorkspaceSpend, build_report, urgency
+from etl.report_chart import UNKNOWN_SHADE, chart_title, spend_series, unknown_spans
+from etl.report_format import CSV_COLUMNS, UNKNOWN, format_table, sparkline
+from etl.sync import run_sync
+from etl.text_width import display_width, truncate
 from models import DailyKeySpend
-from tests.analytics_support import Ledgered, at, make_world, sync_at
+from tests.analytics_support import TOKEN, Ledgered, at, make_world, sync_at
 
 DAY = date(2026, 11, 3)  # the simulator starts on Monday 2026-11-02 09:00 UTC
 NIGHTS = 10
@@ -146,7 +152,9 @@ def test_top_keys_are_ordered_by_spend_and_match_daily_key_spend(synced: Ledger)
     assert len(listed) == 5
     for line, key in zip(listed, top, strict=True):
         assert key["name"] in line
-        assert line.rstrip().endswith(str(four_places(Decimal(key["spend_usd"]))))
+        # The window reaches back before the first sync: each key's spend is a lower bound.
+        assert key["unknown_days"] >= 30 - NIGHTS + 1
+        assert f"≥ {four_places(Decimal(key['spend_usd']))}  {key['unknown_days']} of 30" in line
 
 
 def test_deleted_key_keeps_its_spend_and_is_shown_by_hash(synced: Ledger) -> None:
@@ -307,3 +315,295 @@ def test_help_documents_the_csv_and_json_structure() -> None:
     assert ", ".join(CSV_COLUMNS) in text
     for field in ("top_keys", "near_limit", "projected_limit_date", "total_usd"):
         assert f'"{field}"' in text
+
+
+# -- unknown is never zero --------------------------------------------------------------
+
+
+def sync_only(engine: Engine, ledger: Ledgered, moment: datetime, workspace_id: str) -> None:
+    """Like ``sync_at``, for one workspace only (the others are not observed that night)."""
+    world = ledger.world
+    world.advance(moment - world.now)
+    account = Account(
+        name="report",
+        management_key=Secret(TOKEN),
+        workspaces=(WorkspaceSpec(workspace_id),),
+        client=ClientSettings(base_url="http://sim.test/api/v1", requests_per_second=1e6),
+    )
+
+    def client_factory(account: Account) -> OpenRouterClient:
+        return OpenRouterClient(
+            account.client,
+            account.management_key,
+            transport=ledger.simulator.mock_transport(),
+            sleep=lambda seconds: None,
+        )
+
+    settings = Settings(database_url=str(engine.url), accounts=(account,))
+    result = run_sync(engine, settings, client_factory=client_factory)
+    assert result.status == "ok", result.summary()
+
+
+@dataclass
+class HalfSynced:
+    """Workspace ``known`` synced every night; ``never`` only on the last one, so none
+    of its days has a known spend."""
+
+    url: str
+    engine: Engine
+    known: str
+    never: str
+
+
+@pytest.fixture
+def half_synced(engine: Engine, database_url: str) -> HalfSynced:
+    ledger = make_world(keys=6, workspaces=2, active_fraction=1.0, deletes=0.0, relimits=0.0)
+    never, known = ledger.world.workspace_ids[:2]
+    for night in range(NIGHTS - 1):
+        sync_only(engine, ledger, at(DAY + timedelta(days=night), 2), known)
+    sync_at(engine, ledger, at(LAST_DAY, 2))
+    return HalfSynced(database_url, engine, known, never)
+
+
+def workspace_line(table: str, name: str) -> str:
+    section = table[: table.index("Top keys")]
+    return next(x for x in section.splitlines() if x.strip().startswith(name))
+
+
+def test_workspace_with_no_known_day_is_unknown_in_every_format(half_synced: HalfSynced) -> None:
+    data = json_report(half_synced.url)
+    by_id = {w["workspace_id"]: w for w in data["workspaces"]}
+    never, known = by_id[half_synced.never], by_id[half_synced.known]
+    assert never["total_usd"] is None  # not "0"
+    assert never["unknown_days"] == 30
+    assert all(d["spend_usd"] is None for d in never["daily"])
+    # Not synced at all before the last day: not even how many keys are unknown is known.
+    assert [d["unknown_keys"] for d in never["daily"][:29]] == [None] * 29
+    assert Decimal(known["total_usd"]) > 0
+    assert known["unknown_days"] == 30 - (NIGHTS - 1)  # the last day is not over yet
+    known_days = [d for d in known["daily"] if d["spend_usd"] is not None]
+    assert sum(Decimal(d["spend_usd"]) for d in known_days) == Decimal(known["total_usd"])
+
+    rows = list(csv.DictReader(io.StringIO(report(half_synced.url, "--format", "csv").stdout)))
+    mine = [r for r in rows if r["workspace_id"] == half_synced.never]
+    total = next(r for r in mine if r["record"] == "workspace_total")
+    assert (total["spend_usd"], total["unknown_days"]) == ("", "30")
+    assert [r["spend_usd"] for r in mine if r["record"] == "workspace_day"] == [""] * 30
+    theirs = next(
+        r
+        for r in rows
+        if r["workspace_id"] == half_synced.known and r["record"] == "workspace_total"
+    )
+    assert (theirs["spend_usd"], theirs["unknown_days"]) == (known["total_usd"], "21")
+
+    table = report(half_synced.url).stdout
+    line = workspace_line(table, never["name"])
+    assert "0.0000" not in line
+    assert re.search(r"\s—\s", line), line
+    assert "30 of 30 days unknown (29 not synced)" in line
+    rounded = four_places(Decimal(known["total_usd"]))
+    line = workspace_line(table, known["name"])
+    assert f"≥ {rounded}" in line and "21 of 30 days unknown (20 not synced)" in line
+    names = [w["name"] for w in data["workspaces"]]
+    assert names[-1] == never["name"]  # unknown sorts after every known total
+
+
+def test_chart_leaves_unknown_days_as_gaps_and_says_how_many_are_known(
+    half_synced: HalfSynced, tmp_path: Path
+) -> None:
+    with half_synced.engine.connect() as connection:
+        built = build_report(connection)
+    known = next(w for w in built.workspaces if w.workspace_id == half_synced.known)
+    series = spend_series(known)
+    assert len(series) == 30
+    assert [math.isnan(v) for v in series] == [d.spend_usd is None for d in known.daily]
+    assert sum(not math.isnan(v) for v in series) == NIGHTS - 1
+    # Nothing is known before the first sync nor on the last day, not yet over.
+    first_sync = DAY
+    assert unknown_spans(built) == [
+        (built.start, first_sync - timedelta(days=1)),
+        (LAST_DAY, LAST_DAY),
+    ]
+    assert "9 of 30 days with known spend (shaded: unknown)" in chart_title(built)
+    pytest.importorskip("matplotlib")
+    chart = tmp_path / "spend.svg"
+    assert report(half_synced.url, "--output", str(chart)).exit_code == 0
+    content = chart.read_bytes()
+    assert b"9 of 30 days with known spend" in content  # SVG keeps text as comments
+    assert f"fill: {UNKNOWN_SHADE}".encode() in content
+
+
+def test_full_window_chart_title_has_no_note() -> None:
+    daily = tuple(days("1", "2"))
+    built = Report(DAY, DAY + timedelta(days=1), (WorkspaceSpend("w", "w", daily),), (), ())
+    assert "known spend" not in chart_title(built)
+    assert unknown_spans(built) == []
+
+
+def test_day_with_some_keys_unknown_makes_the_total_a_lower_bound(synced: Ledger) -> None:
+    world = synced.ledger.world
+    workspace = world.workspace_ids[0]
+    victim = next(h for h in world.live_hashes(workspace) if h != synced.near_limit_key)
+    # Deleted between two syncs: its spend on the last day it was seen is unknown, while
+    # both bounding days of its workspace were observed.
+    world.advance(timedelta(hours=6))
+    world.delete_key(victim)
+    sync_at(synced.engine, synced.ledger, at(LAST_DAY + timedelta(days=1), 2))
+    sync_at(synced.engine, synced.ledger, at(LAST_DAY + timedelta(days=2), 2))
+    data = json_report(synced.url)
+    entry = next(w for w in data["workspaces"] if w["workspace_id"] == workspace)
+    day = next(d for d in entry["daily"] if d["day"] == str(LAST_DAY))
+    assert day["unknown_keys"] >= 1
+    # Whichever rule daily_workspace_spend follows (NULL, or the sum of the known keys),
+    # the report must not present that day, or the total, as complete.
+    assert day["spend_usd"] is None or entry["partial_days"] >= 1
+    line = workspace_line(report(synced.url).stdout, entry["name"])
+    assert "≥ " in line
+    if day["spend_usd"] is not None:
+        assert "1 day with some keys unknown" in line
+    rows = list(csv.DictReader(io.StringIO(report(synced.url, "--format", "csv").stdout)))
+    cell = next(
+        r
+        for r in rows
+        if r["record"] == "workspace_day"
+        and r["workspace_id"] == workspace
+        and r["day"] == str(LAST_DAY)
+    )
+    assert int(cell["unknown_keys"]) == day["unknown_keys"]
+
+
+def test_near_limit_list_is_capped_by_top_and_most_urgent_first(synced: Ledger) -> None:
+    world = synced.ledger.world
+    world.rates.enables = world.rates.disables = world.rates.relimits = 0.0
+    truth = {k["hash"]: k for k in world.truth_keys()}
+    spenders = [h for h in world.live_hashes(world.workspace_ids[1]) if truth[h]["usage"] > 0]
+    exhausted, idle = spenders[:2]
+    world.update_key(
+        exhausted, limit=truth[exhausted]["usage"] / 2, limit_reset=None, disabled=False
+    )
+    # 99.9% used but spending nothing any more: never projected to run out.
+    world.update_key(
+        idle,
+        limit=(truth[idle]["usage"] * Decimal("1.001")).quantize(Decimal("0.000001")),
+        limit_reset=None,
+        disabled=True,
+    )
+    nights = 8  # so that idle's last 7 complete days have no spend
+    for night in range(1, nights):
+        sync_at(synced.engine, synced.ledger, at(LAST_DAY + timedelta(days=night), 2))
+    with synced.engine.connect() as connection:
+        paces = {
+            h: Decimal(str(spent)) / 7
+            for h, spent in connection.execute(
+                text("SELECT key_hash, spend_last_7_days FROM key_limit_status")
+            )
+            if h in spenders[2:]
+        }
+    soon = max(paces, key=lambda h: paces[h])
+    last = at(LAST_DAY + timedelta(days=nights), 2)
+    world.advance(last - timedelta(minutes=1) - world.now)
+    usage = next(k for k in world.truth_keys() if k["hash"] == soon)["usage"]
+    # Three days' spend left at its pace: projected to run out within the week.
+    world.update_key(soon, limit=usage + 3 * paces[soon], limit_reset=None, disabled=False)
+    sync_at(synced.engine, synced.ledger, last)
+
+    every = json_report(synced.url, "--top", "100")
+    assert every["near_limit_more"] == 0
+    near = {k["key_hash"]: k for k in every["near_limit"]}
+    listed = list(near)
+    assert {exhausted, idle, soon} <= set(listed)
+    assert Decimal(near[exhausted]["limit_remaining"]) == 0
+    assert near[soon]["projected_limit_date"] and near[soon]["days_until_limit"] <= 7
+    assert near[idle]["projected_limit_date"] is None
+    assert near[idle]["utilization"] > near[soon]["utilization"]
+    # Used up first, then the soonest projection, then by share used: a key that is
+    # running out ranks above one more used that has stopped spending.
+    assert listed.index(exhausted) < listed.index(soon) < listed.index(idle)
+    used_up = [Decimal(k["limit_remaining"]) <= 0 for k in every["near_limit"]]
+    assert used_up == sorted(used_up, reverse=True)
+    count = len(listed)
+    capped = json_report(synced.url, "--top", "2")
+    assert [k["key_hash"] for k in capped["near_limit"]] == listed[:2]
+    assert capped["near_limit_more"] == count - 2
+    table = report(synced.url, "--top", "2").stdout
+    section = table[table.index("Keys near their limit") :]
+    assert f"… and {count - 2} more near their limit" in section
+    assert f"--top {count} shows all" in section
+    assert "more near their limit" not in report(synced.url, "--top", str(count)).stdout
+
+
+def limit_status(name: str, **fields: Any) -> LimitStatus:
+    values: dict[str, Any] = {
+        "key_hash": name,
+        "name": name,
+        "workspace_id": "w",
+        "workspace_name": "w",
+        "credit_limit": Decimal(10),
+        "limit_remaining": Decimal(1),
+        "utilization": 0.9,
+        "limit_reset": None,
+        "days_until_limit": None,
+        "projected_limit_date": None,
+    }
+    return LimitStatus(**{**values, **fields})
+
+
+def test_urgency_puts_used_up_limits_first_then_the_soonest_projection() -> None:
+    statuses = [
+        limit_status("most used", utilization=0.99),
+        limit_status("in 5 days", utilization=0.5, days_until_limit=5, projected_limit_date=DAY),
+        limit_status("used up", limit_remaining=Decimal(0), utilization=1.0),
+        limit_status("in 2 days", utilization=0.4, days_until_limit=2, projected_limit_date=DAY),
+        # Would run out in a day at this pace, but the limit resets first: not projected.
+        limit_status("resets first", utilization=0.85, days_until_limit=1),
+    ]
+    ordered = [s.name for s in sorted(statuses, key=urgency)]
+    assert ordered == ["used up", "in 2 days", "in 5 days", "most used", "resets first"]
+
+
+# -- text for people ---------------------------------------------------------------------
+
+FULLWIDTH = "\uff46\uff55\uff4c\uff4c"  # "full" in fullwidth forms
+
+
+def test_display_width_counts_wide_characters_twice_and_marks_not_at_all() -> None:
+    assert display_width("abc") == 3
+    assert display_width("数据管道") == 8
+    assert display_width("Agent 🚀") == 8
+    assert display_width("Zoe\u0308") == 3  # e + combining diaeresis: one column
+    assert display_width(FULLWIDTH) == 8  # fullwidth forms
+    assert display_width("a\u200db") == 2  # zero-width joiner
+
+
+def test_truncate_cuts_by_columns_and_never_splits_a_wide_character() -> None:
+    assert truncate("short", 10) == "short"
+    assert truncate("数据管道数据管道", 7) == "数据管…"
+    assert display_width(truncate("数据管道数据管道", 8)) <= 8
+    assert truncate("abcdefgh", 5) == "abcd…"
+
+
+def column_starts(line: str) -> list[int]:
+    """Display columns where each run of non-space text in ``line`` starts after two spaces."""
+    starts, column, previous = [], 0, "  "
+    for char in line:
+        if char != " " and previous.endswith("  "):
+            starts.append(column)
+        previous = (previous + char)[-2:]
+        column += display_width(char)
+    return starts
+
+
+def test_table_stays_aligned_with_wide_names() -> None:
+    names = ["plain", "数据管道", "Agent 🚀 prod", "Zoe\u0308's team", FULLWIDTH]
+    workspaces = tuple(
+        WorkspaceSpend(f"id-{i}", name, tuple(days(str(i + 1), "2")))
+        for i, name in enumerate(names)
+    )
+    built = Report(DAY, DAY + timedelta(days=1), workspaces, (), ())
+    lines = format_table(built).splitlines()
+    header = next(i for i, x in enumerate(lines) if x.strip().startswith("workspace"))
+    rows = lines[header + 2 : header + 2 + len(names)]
+    expected = column_starts(lines[header + 1])  # the ---- line
+    for row in rows:
+        assert column_starts(row)[-2:] == expected[-2:], row  # total and daily columns
+        assert display_width(row) == display_width(rows[0])
