@@ -77,6 +77,15 @@ class Money(TypeDecorator[Decimal]):
         return without_padding(amount)
 
 
+def money_as_stored(amount: Decimal | None, dialect: Dialect) -> Decimal | None:
+    """``amount`` as a money column on ``dialect`` gives it back: itself, or on SQLite
+    the Decimal of its nearest double (the same but for amounts of more than 17
+    significant digits, which the API, sending doubles, does not send)."""
+    if amount is None or dialect.name != "sqlite":
+        return amount
+    return decimal_of_double(float(amount))
+
+
 def money_double(value: Decimal | None) -> float | None:
     """The nearest double to ``value`` (correctly rounded), as SQLite stores money."""
     return None if value is None else float(value)

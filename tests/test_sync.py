@@ -312,6 +312,26 @@ def test_money_round_trips_exactly(engine: Engine, amount: str) -> None:
     assert str(parse_json(row.raw_json.encode())["limit"]) == str(Decimal(amount))
 
 
+def test_a_limit_a_double_cannot_hold_writes_no_history_churn(engine: Engine) -> None:
+    # SQLite keeps the nearest double of 123456789.0123456789; comparing that with the
+    # exact amount the next time the key changes must not see a changed limit.
+    from models import ApiKeyVersion
+
+    simulator = make_simulator(workspaces=1, keys=1)
+    key_hash = simulator.world.live_hashes(simulator.world.workspace_ids[0])[0]
+    simulator.world.update_key(key_hash, limit=Decimal("123456789.0123456789"))
+    sync(engine, simulator)
+    snapshots, versions = count(engine, UsageSnapshot), count(engine, ApiKeyVersion)
+    simulator.world.update_key(key_hash, name="renamed")  # a payload change, not a limit
+    sync(engine, simulator)
+    assert count(engine, UsageSnapshot) == snapshots
+    assert count(engine, ApiKeyVersion) == versions + 1  # the rename, nothing else
+    simulator.world.spend(key_hash, Decimal("0.5"))
+    sync(engine, simulator)
+    assert count(engine, UsageSnapshot) == snapshots + 1  # the spend
+    assert count(engine, ApiKeyVersion) == versions + 1  # no limit change seen
+
+
 @pytest.mark.parametrize(
     "name",
     [
