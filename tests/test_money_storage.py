@@ -85,6 +85,12 @@ def test_0005_turns_text_money_into_real_keeping_every_row(tmp_path: Path) -> No
                 ),
                 {"u": format(usage, "f"), "b": format(byok, "f"), "h": key_hash, "d": str(day)},
             )
+        # An analyst's audit trigger: kept, and not fired by the rebuild's re-insert.
+        connection.exec_driver_sql("CREATE TABLE bi_audit (hash TEXT)")
+        connection.exec_driver_sql(
+            "CREATE TRIGGER bi_new_key AFTER INSERT ON api_keys "
+            "BEGIN INSERT INTO bi_audit VALUES (new.hash); END"
+        )
     before = {table: raw_rows(engine, table) for table in MONEY_TABLES}
     money = {table: money_columns(engine, table) for table in MONEY_TABLES}
     assert len(money["api_keys"]) == 10 and len(money["usage_snapshots"]) == 10
@@ -124,24 +130,44 @@ def test_0005_turns_text_money_into_real_keeping_every_row(tmp_path: Path) -> No
             "SELECT DISTINCT typeof(usage) FROM usage_snapshots"
         ).scalars()
         assert list(kinds) == ["real"]
+        triggers = connection.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+        ).scalars()
+        assert list(triggers) == ["bi_new_key"]
+        assert connection.exec_driver_sql("SELECT COUNT(*) FROM bi_audit").scalar() == 0
     indexes = {i["name"] for i in inspect(engine).get_indexes("daily_key_spend")}
     assert {"ix_daily_key_spend_day", "ix_daily_key_spend_workspace_id_day"} <= indexes
     engine.dispose()
 
 
+BI_VIEW = "CREATE VIEW bi_big_spenders AS SELECT k.hash, k.usage FROM api_keys k WHERE k.usage > 1"
+
+
 def test_0005_down_and_up_leaves_exact_money_alone(engine: Engine) -> None:
     build_hostile_history(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(BI_VIEW)  # an analyst's own object must survive
     tables = {table: raw_rows(engine, table) for table in MONEY_TABLES}
+    big = sorted(raw_rows_of(engine, "SELECT * FROM bi_big_spenders"))
+    assert big
     migrate(engine, "0004")
     after_down = {table: raw_rows(engine, table) for table in MONEY_TABLES}
     migrate(engine, "head")
     after_up = {table: raw_rows(engine, table) for table in MONEY_TABLES}
     assert after_up == tables  # SQLite: REAL to TEXT and back gives every double again
+    assert sorted(raw_rows_of(engine, "SELECT * FROM bi_big_spenders")) == big
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP VIEW bi_big_spenders")  # wipe() drops views too
     if engine.dialect.name != "sqlite":
         assert after_down == tables  # nothing to convert on NUMERIC
     else:
         usages = [r["usage"] for r in after_down["api_keys"].values()]
         assert all(isinstance(u, str) for u in usages)
+
+
+def raw_rows_of(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.exec_driver_sql(sql)]
 
 
 def _view_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:

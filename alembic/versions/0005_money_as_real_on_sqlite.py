@@ -10,9 +10,9 @@ losing a digit; this revision converts every money column to REAL in place, ever
 and snapshot kept. Derived amounts (daily spend) become their nearest double. Each
 value is converted in Python (correctly rounded): SQLite's own CAST of text to REAL is
 not (3.40 reads 5.292858516599662 as 5.2928585165996616), which rules out alembic's
-batch rebuild (see _retype_table). The views, keyledger's and
-any a BI tool added, are dropped and created again from their stored SQL around the
-table rebuilds. PostgreSQL and MariaDB keep exact NUMERIC: nothing changes there.
+batch rebuild (see _retype_table). Views, indexes and triggers, keyledger's and any a
+BI tool added, are kept. PostgreSQL and MariaDB keep exact NUMERIC: nothing changes
+there.
 Downgrading writes each REAL back as the decimal text of its shortest repr.
 Create Date: 2026-12-01 09:50:00
 """
@@ -60,27 +60,21 @@ def _to_text(value: Any) -> str | None:
 
 
 def upgrade() -> None:
-    _retype_money(sa.REAL(), "REAL", _to_real)
+    _retype_money("REAL", _to_real)
 
 
 def downgrade() -> None:
-    _retype_money(sa.Text(), "TEXT", _to_text)
+    _retype_money("TEXT", _to_text)
 
 
-def _retype_money(
-    new_type: sa.types.TypeEngine[Any], ddl: str, convert: Callable[[Any], Any]
-) -> None:
+def _retype_money(ddl: str, convert: Callable[[Any], Any]) -> None:
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
         return  # exact NUMERIC/DECIMAL on PostgreSQL and MariaDB, and their BI objects, stay
-    # A table rebuild drops the table under every view that reads it (SQLite then
-    # refuses the rename); keep each view's own SQL and create it again afterwards, in
-    # creation order so a view on a view finds it.
-    views = bind.exec_driver_sql(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY rowid"
-    ).all()
-    for name, _ in reversed(views):
-        bind.exec_driver_sql(f'DROP VIEW "{name}"')
+    # Views (keyledger's and any a BI tool added) need no care: SQLite keeps them as
+    # SQL resolved when read, and each table is dropped and created again under its own
+    # name (a rename, as alembic's batch rebuild does, would make SQLite re-check them).
+    #
     # Rebuilding api_keys drops it while other tables' rows point at it, and a
     # transaction cannot switch foreign keys off: defer their checks to the commit,
     # by which time every row is back (_retype_table inserts them after the drop).
@@ -91,8 +85,6 @@ def _retype_money(
         columns = [c for c in money if str(declared[c].compile(bind.dialect)) != ddl]
         if columns:  # a database created after this change has REAL from 0001 on
             _retype_table(table, columns, ddl, convert)
-    for _, sql in views:
-        bind.exec_driver_sql(sql)
 
 
 def _retype_table(table: str, columns: list[str], ddl: str, convert: Callable[[Any], Any]) -> None:
@@ -103,7 +95,7 @@ def _retype_table(table: str, columns: list[str], ddl: str, convert: Callable[[A
     pointing at api_keys counted as broken (only inserting the rows again clears that).
     So: the converted rows go to a side table, the table is dropped and created again
     from its own CREATE statement with the new types, the rows come back, and the
-    indexes are created again from theirs.
+    indexes and triggers (a BI tool's too) are created again from theirs.
     """
     bind = op.get_bind()
     (create,) = bind.exec_driver_sql(
@@ -111,7 +103,8 @@ def _retype_table(table: str, columns: list[str], ddl: str, convert: Callable[[A
     ).one()
     indexes = (
         bind.exec_driver_sql(
-            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+            "SELECT sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND tbl_name = ?"
+            " AND sql IS NOT NULL ORDER BY rowid",
             (table,),
         )
         .scalars()
