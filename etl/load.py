@@ -29,6 +29,7 @@ from sqlalchemy import (
 from etl import bulk, history
 from etl.records import MONEY_FIELDS, KeyRecord, dump_json, parse_json
 from models import ApiKey, SyncSeenKey, UsageSnapshot, Workspace
+from models.types import money_as_stored
 
 # Values whose change writes a usage_snapshots row (descriptive fields do not).
 SNAPSHOT_FIELDS = (
@@ -40,6 +41,7 @@ SNAPSHOT_FIELDS = (
     "disabled",
     "expires_at",
 )
+_MONEY_COLUMNS = (*MONEY_FIELDS, "credit_limit", "limit_remaining")
 
 
 @dataclass
@@ -119,6 +121,12 @@ def load_keys(
             if live and workspace_id == record.workspace_id and parse_json(raw_json) == record.raw:
                 continue  # unchanged: leave the row alone
         rows.append(key_row(record, dump_json(record.raw), captured_at))
+    if connection.dialect.name == "sqlite":
+        # Compare and derive from what the columns will hold (a REAL there): an amount
+        # a double cannot hold would otherwise differ from its stored self every run.
+        for row in rows:
+            for field in _MONEY_COLUMNS:
+                row[field] = money_as_stored(row[field], connection.dialect)
     stored = _stored_state(connection, [row["hash"] for row in rows if row["hash"] in known])
     snapshots: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []

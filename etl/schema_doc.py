@@ -105,10 +105,15 @@ do not edit by hand. BI tools show the same comments (they are in the database t
 except on SQLite, which has no column comments).
 
 Units and conventions:
-- Money columns are exact USD amounts: `NUMERIC(65,30)` on PostgreSQL, `DECIMAL(65,30)`
-  on MariaDB/MySQL. SQLite has no exact decimal type, so there they hold the exact
-  decimal as TEXT: SQLite does arithmetic on them through REAL (write `usage + 0` to
-  sort or compare numerically).
+- Money columns are USD amounts, numbers to SQL on every backend: plain `ORDER BY`,
+  `<`, `SUM`, `AVG` and `GROUP BY` need no casts. Exact `NUMERIC(65,30)` on PostgreSQL,
+  `DECIMAL(65,30)` on MariaDB/MySQL. SQLite has no decimal type: there they are `REAL`,
+  which holds every value the API sends (its money fields are doubles, printed in
+  shortest round-trip form) digit for digit; amounts keyledger derives (daily spend)
+  are exact in Python and stored there as the nearest double, so SQLite's sums can
+  differ from the exact ones by float rounding, far below 1e-9 USD. `raw_json` keeps
+  the payload's text as sent.
+- `usage` is a reserved word on MariaDB/MySQL: qualify it (`k.usage`) or quote it.
 - Times are UTC. PostgreSQL stores `timestamptz`; MariaDB `DATETIME(6)` and SQLite
   store UTC wall time without a zone.
 - Snapshot and sync times are the OpenRouter server's clock (its `Date` header), so

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Numeric, Text
+from sqlalchemy import REAL, DateTime, Dialect, Numeric
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator
 
@@ -43,11 +43,14 @@ def without_padding(amount: Decimal) -> Decimal:
 
 
 class Money(TypeDecorator[Decimal]):
-    """An exact USD amount: NUMERIC/DECIMAL, or canonical decimal TEXT on SQLite.
+    """A USD amount: exact NUMERIC/DECIMAL, or REAL (a double) on SQLite.
 
-    SQLite's NUMERIC affinity turns 0.30000000000000004 into a REAL and loses digits,
-    so there the value is kept as the text of the Decimal (SQL arithmetic on it
-    still works, through REAL, as SQLite does for any number).
+    SQLite has no decimal type. The API's money fields are doubles (``format: double``)
+    printed in shortest round-trip form, so a REAL holds every value it sends without
+    losing a digit, and ordinary SQL (ORDER BY, <, SUM, AVG) is numeric with no casts;
+    TEXT, the first choice, sorted 9.97 above 32.71. A REAL is read back as the Decimal
+    of its shortest repr: the digits the API printed. Amounts keyledger derives are
+    exact in Python and stored there as their nearest double.
     """
 
     impl = Numeric(MONEY_PRECISION, MONEY_SCALE, asdecimal=True)
@@ -55,21 +58,47 @@ class Money(TypeDecorator[Decimal]):
 
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         if dialect.name == "sqlite":
-            return dialect.type_descriptor(Text())
+            return dialect.type_descriptor(REAL())
         return dialect.type_descriptor(Numeric(MONEY_PRECISION, MONEY_SCALE, asdecimal=True))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
-        return _money_text(value) if dialect.name == "sqlite" else value
+        return money_double(value) if dialect.name == "sqlite" else value
 
     def driver_converter(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         """``process_bind_param`` as one function, for etl.bulk (None: as is)."""
-        return _money_text if dialect.name == "sqlite" else None
+        return money_double if dialect.name == "sqlite" else None
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
+        if isinstance(value, float):
+            return decimal_of_double(value)
         amount = value if isinstance(value, Decimal) else Decimal(value)
         return without_padding(amount)
+
+
+def money_as_stored(amount: Decimal | None, dialect: Dialect) -> Decimal | None:
+    """``amount`` as a money column on ``dialect`` gives it back: itself, or on SQLite
+    the Decimal of its nearest double (the same but for amounts of more than 17
+    significant digits, which the API, sending doubles, does not send)."""
+    if amount is None or dialect.name != "sqlite":
+        return amount
+    return decimal_of_double(float(amount))
+
+
+def money_double(value: Decimal | None) -> float | None:
+    """The nearest double to ``value`` (correctly rounded), as SQLite stores money."""
+    return None if value is None else float(value)
+
+
+def decimal_of_double(value: float) -> Decimal:
+    """The Decimal of the shortest repr of ``value``, with the digits NUMERIC gives:
+    ``1e+20`` as 100000000000000000000, ``5.0`` as 5."""
+    amount = without_padding(Decimal(repr(value)))
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0:
+        return Decimal(int(amount))  # exact at any size, unlike quantize
+    return amount
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -102,10 +131,6 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)  # type: ignore[no-any-return]
         return value.astimezone(timezone.utc)  # type: ignore[no-any-return]
-
-
-def _money_text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")  # plain digits, never "1E-9"
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -12,9 +12,19 @@ from sqlalchemy import Engine
 
 from etl.config import ClientSettings, Secret
 from etl.records import dump_json
+from models.types import money_as_stored
 
 SECRET = "sk-or-v1-TEST-SECRET-0123456789abcdef"
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+
+
+def as_stored(amount: Decimal, engine: Engine) -> Decimal:
+    """What a money column on ``engine`` gives back for ``amount``: the amount itself
+    (NUMERIC), or on SQLite its nearest double, which equals it whenever a double holds
+    it in shortest form (every value the API sends; not 123456789.0123456789)."""
+    stored = money_as_stored(amount, engine.dialect)
+    assert stored is not None
+    return stored
 
 
 def key_payload(n: int = 0, **overrides: Any) -> dict[str, Any]:

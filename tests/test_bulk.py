@@ -11,6 +11,7 @@ from sqlalchemy import Engine, Float, insert, select, text
 
 from etl import bulk
 from models import ApiKey, DailyKeySpend, WorkspaceDay
+from tests.helpers import as_stored
 
 UTC = timezone.utc
 AMOUNTS = [
@@ -124,11 +125,14 @@ def test_bulk_and_sqlalchemy_store_identical_values(engine: Engine) -> None:
         assert by_path["bulk"] == by_path["orm"], table
         assert len(by_path["bulk"]) >= 4
 
-    # And the typed read gives back exactly what was written.
+    # And the typed read gives back what was written: exactly, or on SQLite the
+    # nearest double (the same amount but for the one with 37 significant digits).
     with engine.connect() as connection:
         keys = {k.hash: k for k in connection.execute(select(ApiKey))}
     for row in key_rows("bulk-"):
         for column, value in row.items():
+            if isinstance(value, Decimal):
+                value = as_stored(value, engine)
             assert getattr(keys[row["hash"]], column) == value, (row["hash"], column)
 
 
@@ -163,3 +167,22 @@ def test_nothing_to_write_runs_no_statement(engine: Engine) -> None:
         bulk.insert_rows(connection, ApiKey, [])
         bulk.upsert_rows(connection, ApiKey, ["hash"], [])
         assert connection.scalar(text("SELECT COUNT(*) FROM api_keys")) == 0
+
+
+def test_money_compares_as_numbers_in_plain_sql(engine: Engine) -> None:
+    # TEXT money on SQLite once sorted 9.97 above 32.71 and found "9.97" > "10".
+    # (k.usage, qualified: USAGE is a reserved word on MariaDB.)
+    rows = key_rows("m-")[:3]
+    for row, usage in zip(rows, ["9.97", "32.71", "0.30000000000000004"], strict=True):
+        row["usage"] = Decimal(usage)
+    with engine.begin() as connection:
+        bulk.insert_rows(connection, ApiKey, rows)
+        ordered = connection.execute(text("SELECT k.hash FROM api_keys k ORDER BY k.usage DESC"))
+        over = connection.scalar(text("SELECT COUNT(*) FROM api_keys k WHERE k.usage > 10"))
+        total = connection.scalar(text("SELECT SUM(k.usage) FROM api_keys k"))
+        if engine.dialect.name == "sqlite":
+            kinds = connection.scalars(text("SELECT DISTINCT typeof(k.usage) FROM api_keys k"))
+            assert list(kinds) == ["real"]
+    assert [h for (h,) in ordered] == ["m-1", "m-0", "m-2"]
+    assert over == 1
+    assert abs(Decimal(str(total)) - Decimal("42.98000000000000004")) < Decimal("1e-9")

@@ -19,7 +19,7 @@ from etl.sim_world import World
 from etl.simulator import Faults, Simulator
 from etl.sync import KEY_REFUSED, SyncResult, run_sync
 from models import ApiKey, SyncRun, SyncRunWorkspace, SyncSeenKey, UsageSnapshot, Workspace
-from tests.helpers import refuse_keys
+from tests.helpers import as_stored, refuse_keys
 
 TOKEN = "sk-or-v1-sim-management-key-for-tests"
 
@@ -297,11 +297,39 @@ def test_money_round_trips_exactly(engine: Engine, amount: str) -> None:
     simulator.world.update_key(key_hash, limit=Decimal(amount))
     sync(engine, simulator)
     row = stored_keys(engine)[key_hash]
-    assert row.credit_limit == Decimal(amount)
+    # Exact on PostgreSQL/MariaDB; on SQLite the nearest double, which is the amount
+    # itself for all but the two values with more than 17 significant digits.
+    expected = as_stored(Decimal(amount), engine)
+    if engine.dialect.name == "sqlite":
+        assert (expected == Decimal(amount)) == (len(Decimal(amount).as_tuple().digits) <= 17)
+    else:
+        assert expected == Decimal(amount)
+    assert row.credit_limit == expected
     with engine.connect() as connection:
         snapshot = connection.scalar(select(UsageSnapshot.credit_limit))
-    assert snapshot == Decimal(amount)
+    assert snapshot == expected
+    # raw_json keeps the text as sent on every backend.
     assert str(parse_json(row.raw_json.encode())["limit"]) == str(Decimal(amount))
+
+
+def test_a_limit_a_double_cannot_hold_writes_no_history_churn(engine: Engine) -> None:
+    # SQLite keeps the nearest double of 123456789.0123456789; comparing that with the
+    # exact amount the next time the key changes must not see a changed limit.
+    from models import ApiKeyVersion
+
+    simulator = make_simulator(workspaces=1, keys=1)
+    key_hash = simulator.world.live_hashes(simulator.world.workspace_ids[0])[0]
+    simulator.world.update_key(key_hash, limit=Decimal("123456789.0123456789"))
+    sync(engine, simulator)
+    snapshots, versions = count(engine, UsageSnapshot), count(engine, ApiKeyVersion)
+    simulator.world.update_key(key_hash, name="renamed")  # a payload change, not a limit
+    sync(engine, simulator)
+    assert count(engine, UsageSnapshot) == snapshots
+    assert count(engine, ApiKeyVersion) == versions + 1  # the rename, nothing else
+    simulator.world.spend(key_hash, Decimal("0.5"))
+    sync(engine, simulator)
+    assert count(engine, UsageSnapshot) == snapshots + 1  # the spend
+    assert count(engine, ApiKeyVersion) == versions + 1  # no limit change seen
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ def normalize(value: Any) -> Any:
             return value
     if isinstance(value, str):
         try:
-            return Decimal(value)  # exact money kept as text on SQLite
+            return Decimal(value)  # numbers a driver returns as text
         except ArithmeticError:
             return value
     return value
@@ -64,7 +64,7 @@ def rows_of(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
 
 
 def same(left: list[tuple[Any, ...]], right: list[tuple[Any, ...]]) -> bool:
-    """Equal row for row, numbers within 1e-9 USD (SQLite sums through REAL)."""
+    """Equal row for row, numbers within 1e-9 USD (SQLite sums doubles)."""
     if len(left) != len(right):
         return False
     for a_row, b_row in zip(left, right, strict=True):
