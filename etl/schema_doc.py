@@ -15,31 +15,50 @@ from models.types import Money, UtcDateTime
 # Views are created by migrations, not models: their columns are described here.
 VIEWS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "daily_workspace_spend": (
-        "Spend per workspace per UTC day: the sum of its keys' daily_key_spend, NULL when "
-        "the day or the next was not observed. One row per day since the workspace's first "
+        "Spend per workspace per UTC day. One rule: spend_usd is NULL when the workspace "
+        "was not observed on the day and the next (nothing about the day is known); "
+        "otherwise it is the sum of the keys whose spend that day is known, and `complete` "
+        "says whether that is every key. One row per day since the workspace's first "
         "successful sync.",
         [
             ("workspace_id", "Workspace UUID."),
             ("day", "The UTC day."),
-            ("spend_usd", "OpenRouter credit spent that day in USD; NULL = unknown."),
-            ("byok_spend_usd", "BYOK spend that day in USD; NULL = unknown."),
+            (
+                "spend_usd",
+                "OpenRouter credit spent that day in USD by the keys whose spend is known; "
+                "NULL when the day or the next was not observed. A lower bound unless "
+                "complete.",
+            ),
+            ("byok_spend_usd", "BYOK spend that day in USD, by the same rule."),
             ("active_keys", "Keys with any spend that day."),
             (
                 "unknown_keys",
-                "Keys whose own spend that day is unknown (e.g. deleted between two syncs): "
-                "left out of spend_usd, which is then a lower bound.",
+                "Keys whose own spend that day is unknown (deleted between two syncs, the "
+                "day before a missed night, or inside a gap): left out of spend_usd.",
+            ),
+            (
+                "complete",
+                "True when spend_usd is known and covers every key (unknown_keys = 0).",
             ),
         ],
     ),
     "weekly_workspace_spend": (
         "Spend per workspace per week (weeks start on Monday, as the API's weekly "
-        "counters do). NULL while any day of the week is unknown or not over.",
+        "counters do), by daily_workspace_spend's rule: NULL while any day of the week is "
+        "NULL (not observed, or not over); otherwise the sum of the days, complete when "
+        "every day is. Days before the workspace's first sync are not counted.",
         [
             ("workspace_id", "Workspace UUID."),
             ("week_start", "The Monday the week starts on."),
-            ("spend_usd", "USD spent in the week; NULL when any of its days is unknown."),
-            ("byok_spend_usd", "BYOK USD spent in the week; NULL likewise."),
-            ("unknown_days", "Days of the week whose spend is unknown (or not over)."),
+            (
+                "spend_usd",
+                "USD spent in the week by the keys whose spend is known; NULL when any of "
+                "its days is NULL. A lower bound unless complete.",
+            ),
+            ("byok_spend_usd", "BYOK USD spent in the week, by the same rule."),
+            ("unknown_days", "Days of the week whose spend_usd is NULL (unknown or not over)."),
+            ("unknown_key_days", "Sum of the days' unknown_keys: key-days left out."),
+            ("complete", "True when every day of the week is complete."),
         ],
     ),
     "daily_key_spend_gaps": (

@@ -1,4 +1,4 @@
-"""limit projections that never contradict themselves
+"""limit projections and complete workspace days
 
 Revision ID: 0005
 Revises: 0004
@@ -10,8 +10,12 @@ date did not), projected_limit_date = as_of_day + days_until_limit, a limit that
 and 0 days means "at its limit now", never "burns more than its limit in a day". New
 column limit_resets_on: when the current window ends.
 
-Self-contained on purpose: it drops and recreates only this view, the downgrade
-restores the 0002 definition (read from that module), and the SQL is right
+daily_workspace_spend and weekly_workspace_spend keep spend_usd as the sum of the keys
+whose spend is known and gain `complete` (and, weekly, unknown_key_days), so a partial
+sum can always be told from a complete one.
+
+Self-contained on purpose: it drops and recreates only these three views, the downgrade
+restores the 0003 / 0002 definitions (read from those modules), and the SQL is right
 whether SQLite stores money as TEXT or REAL (arithmetic and comparisons on `x + 0`).
 Create Date: 2026-12-01 09:30:00
 """
@@ -42,8 +46,42 @@ def _earlier(filename: str) -> ModuleType:
 
 
 V0002 = _earlier("0002_analytics_tables_and_views.py")
+V0003 = _earlier("0003_gap_days_without_a_row_per_key.py")
 
-REPLACED = ("key_limit_status",)
+# Readers first: PostgreSQL refuses to drop a view another view reads.
+REPLACED = ("weekly_workspace_spend", "daily_workspace_spend", "key_limit_status")
+
+# spend_usd: NULL when the workspace was not observed on the day and the next (nothing
+# about the day is known); otherwise the sum of the keys whose spend is known, which is
+# what a reader wants to chart (a deleted key's last day must not blank out the rest of
+# the workspace). `complete` says whether that sum covers every key; unknown_keys how
+# many it leaves out. The inner query is 0003's view, unchanged.
+DAILY_WORKSPACE_SPEND = """
+CREATE VIEW daily_workspace_spend AS
+SELECT t.workspace_id AS workspace_id,
+       t.day AS day,
+       t.spend_usd AS spend_usd,
+       t.byok_spend_usd AS byok_spend_usd,
+       t.active_keys AS active_keys,
+       t.unknown_keys AS unknown_keys,
+       (t.spend_usd IS NOT NULL AND t.unknown_keys = 0) AS complete
+FROM ({inner}) t
+"""
+
+# The same rule a week at a time: NULL while any day is (not observed or not over),
+# otherwise the sum of the days' known spend; complete only when every day is.
+WEEKLY_WORKSPACE_SPEND = """
+CREATE VIEW weekly_workspace_spend AS
+SELECT workspace_id, {week} AS week_start,
+       CASE WHEN COUNT(*) = COUNT(spend_usd) THEN SUM(spend_usd + 0) END AS spend_usd,
+       CASE WHEN COUNT(*) = COUNT(byok_spend_usd) THEN SUM(byok_spend_usd + 0) END
+           AS byok_spend_usd,
+       SUM(CASE WHEN spend_usd IS NULL THEN 1 ELSE 0 END) AS unknown_days,
+       SUM(unknown_keys) AS unknown_key_days,
+       (COUNT(*) = COUNT(spend_usd) AND SUM(unknown_keys) = 0) AS complete
+FROM daily_workspace_spend
+GROUP BY workspace_id, {week}
+"""
 
 # Three layers so each rule is written once: `p` gathers the key, its recent spend and
 # the workspace's as-of day and works out the days the remaining limit lasts; `q` turns
@@ -164,6 +202,8 @@ UTC_DAY = {
 def upgrade() -> None:
     _drop()
     dialect = op.get_bind().dialect.name
+    op.execute(DAILY_WORKSPACE_SPEND.format(inner=_inner_daily_workspace_spend()))
+    op.execute(WEEKLY_WORKSPACE_SPEND.format(week=V0002.WEEK_START[dialect].format(d="day")))
     ratio = f"ROUND({RATIO}, 9)"
     op.execute(
         KEY_LIMIT_STATUS.format(
@@ -184,6 +224,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     _drop()
     dialect = op.get_bind().dialect.name
+    op.execute(V0003.DAILY_WORKSPACE_SPEND)
+    op.execute(V0003.WEEKLY_WORKSPACE_SPEND.format(week=V0003.WEEK_START[dialect].format(d="day")))
     # 0002's create_views() makes every view at once; this is its key_limit_status part.
     days_left = "(k.limit_remaining + 0.0) / (w.spend_7d / d.days_7d)"
     whole_days = V0002.WHOLE_DAYS[dialect].format(x=days_left)
@@ -204,3 +246,10 @@ def downgrade() -> None:
 def _drop() -> None:
     for view in REPLACED:
         op.execute(f"DROP VIEW IF EXISTS {view}")
+
+
+def _inner_daily_workspace_spend() -> str:
+    sql: str = V0003.DAILY_WORKSPACE_SPEND
+    prefix = "CREATE VIEW daily_workspace_spend AS"
+    assert sql.strip().startswith(prefix)
+    return sql.strip()[len(prefix) :]
