@@ -15,31 +15,50 @@ from models.types import Money, UtcDateTime
 # Views are created by migrations, not models: their columns are described here.
 VIEWS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "daily_workspace_spend": (
-        "Spend per workspace per UTC day: the sum of its keys' daily_key_spend, NULL when "
-        "the day or the next was not observed. One row per day since the workspace's first "
+        "Spend per workspace per UTC day. One rule: spend_usd is NULL when the workspace "
+        "was not observed on the day and the next (nothing about the day is known); "
+        "otherwise it is the sum of the keys whose spend that day is known, and `complete` "
+        "says whether that is every key. One row per day since the workspace's first "
         "successful sync.",
         [
             ("workspace_id", "Workspace UUID."),
             ("day", "The UTC day."),
-            ("spend_usd", "OpenRouter credit spent that day in USD; NULL = unknown."),
-            ("byok_spend_usd", "BYOK spend that day in USD; NULL = unknown."),
+            (
+                "spend_usd",
+                "OpenRouter credit spent that day in USD by the keys whose spend is known; "
+                "NULL when the day or the next was not observed. A lower bound unless "
+                "complete.",
+            ),
+            ("byok_spend_usd", "BYOK spend that day in USD, by the same rule."),
             ("active_keys", "Keys with any spend that day."),
             (
                 "unknown_keys",
-                "Keys whose own spend that day is unknown (e.g. deleted between two syncs): "
-                "left out of spend_usd, which is then a lower bound.",
+                "Keys whose own spend that day is unknown (deleted between two syncs, the "
+                "day before a missed night, or inside a gap): left out of spend_usd.",
+            ),
+            (
+                "complete",
+                "True when spend_usd is known and covers every key (unknown_keys = 0).",
             ),
         ],
     ),
     "weekly_workspace_spend": (
         "Spend per workspace per week (weeks start on Monday, as the API's weekly "
-        "counters do). NULL while any day of the week is unknown or not over.",
+        "counters do), by daily_workspace_spend's rule: NULL while any day of the week is "
+        "NULL (not observed, or not over); otherwise the sum of the days, complete when "
+        "every day is. Days before the workspace's first sync are not counted.",
         [
             ("workspace_id", "Workspace UUID."),
             ("week_start", "The Monday the week starts on."),
-            ("spend_usd", "USD spent in the week; NULL when any of its days is unknown."),
-            ("byok_spend_usd", "BYOK USD spent in the week; NULL likewise."),
-            ("unknown_days", "Days of the week whose spend is unknown (or not over)."),
+            (
+                "spend_usd",
+                "USD spent in the week by the keys whose spend is known; NULL when any of "
+                "its days is NULL. A lower bound unless complete.",
+            ),
+            ("byok_spend_usd", "BYOK USD spent in the week, by the same rule."),
+            ("unknown_days", "Days of the week whose spend_usd is NULL (unknown or not over)."),
+            ("unknown_key_days", "Sum of the days' unknown_keys: key-days left out."),
+            ("complete", "True when every day of the week is complete."),
         ],
     ),
     "daily_key_spend_gaps": (
@@ -66,32 +85,53 @@ VIEWS: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ],
     ),
     "key_limit_status": (
-        "One row per live key: its limit, how much of it is used, recent spend and when "
-        "the limit runs out at the recent burn rate.",
+        "One row per live key: its limit, how much of the current limit window is used, "
+        "recent spend and, at the recent burn rate, the day the limit is reached if that "
+        "comes before the window resets (docs/analytics.md has the full rules).",
         [
             ("key_hash", "The key (api_keys.hash)."),
             ("workspace_id", "Workspace UUID."),
             ("name", "Name of the key."),
             ("label", "Label of the key."),
             ("credit_limit", "Spending limit in USD; NULL = no limit."),
-            ("limit_remaining", "USD left under the limit at the last sync."),
-            ("utilization", "Share of the limit used (0 to 1); NULL without a limit."),
+            (
+                "limit_remaining",
+                "USD left under the limit in the current window (the whole life without a "
+                "reset) at the last sync.",
+            ),
+            (
+                "utilization",
+                "Share of the current window's limit used at the last sync, 0 to 1: "
+                "(credit_limit - limit_remaining) / credit_limit. NULL without a limit (or "
+                "with a limit of 0).",
+            ),
             ("limit_reset", "Limit reset period: daily, weekly, monthly or NULL."),
             ("disabled", "Whether the key is disabled."),
             ("expires_at", "Expiry (UTC); NULL = never."),
-            ("spend_last_7_days", "USD spent in the workspace's 7 latest complete days."),
+            (
+                "spend_last_7_days",
+                "USD spent in the workspace's 7 latest complete days; divided by those "
+                "days (up to 7) it is the burn rate.",
+            ),
             ("spend_last_30_days", "USD spent in the workspace's 30 latest complete days."),
             ("as_of_day", "The workspace's latest observed day: the projection starts there."),
             (
                 "days_until_limit",
-                "Whole days (rounded down) until limit_remaining is spent at the 7-day burn "
-                "rate, ignoring resets; NULL without a limit or recent spend, or beyond "
-                "36,500 days.",
+                "Days after as_of_day until the limit is reached at the burn rate: "
+                "CEIL(limit_remaining / rate), so at least 1; 0 when the key is at its limit "
+                "now. NULL exactly when projected_limit_date is.",
             ),
             (
                 "projected_limit_date",
-                "The day the limit runs out: as_of_day + days_until_limit; NULL when it never "
-                "does (no limit, no recent spend, or the limit resets first).",
+                "as_of_day + days_until_limit. NULL when it is not reached: no limit, no "
+                "recent spend, disabled, the window resets on or before that day "
+                "(limit_resets_on), the key expires on or before it, or beyond 36,500 days.",
+            ),
+            (
+                "limit_resets_on",
+                "The day the current window ends and the whole limit is back (00:00 UTC): "
+                "the day after as_of_day, the next Monday or the next 1st; NULL without a "
+                "limit or a reset.",
             ),
         ],
     ),

@@ -199,7 +199,7 @@ def test_key_limit_status_lists_live_keys_with_burn_rate(engine: Engine) -> None
     assert Decimal(str(status.spend_last_30_days)) == Decimal(18)
     truth = {k["hash"]: k for k in world.truth_keys()}[burner]
     left = truth["limit_remaining"]
-    days = math.floor(left / 2)  # 2 USD a day: whole days left, rounded down
+    days = math.ceil(left / 2)  # 2 USD a day from tomorrow: the first day that covers it
     assert as_date(status.projected_limit_date) == as_date(status.as_of_day) + timedelta(
         days=int(days)
     )
