@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal, localcontext
 
-from sqlalchemy import Connection, Date, Float, String, and_, column, func, or_, select, table
+from sqlalchemy import Connection, Date, Float, String, column, func, or_, select, table
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl.errors import KeyledgerError
@@ -48,7 +48,7 @@ KEY_LIMIT_STATUS = table(
     column("limit_remaining", Money),
     column("utilization", Float),
     column("limit_reset", String),
-    column("days_until_limit"),  # INTEGER on SQLite, NUMERIC elsewhere
+    column("days_until_limit"),  # a whole number of days; NULL with projected_limit_date
     column("projected_limit_date", Date),
 )
 
@@ -279,11 +279,9 @@ def name_keys(connection: Connection, keys: list[KeySpend]) -> tuple[KeySpend, .
 def near_limit_keys(connection: Connection, names: dict[str, str]) -> tuple[LimitStatus, ...]:
     """Live keys that used >= 80% of their limit or will reach it within 7 days."""
     status = KEY_LIMIT_STATUS.c
-    # days_until_limit ignores resets; projected_limit_date is NULL when the limit resets
-    # first, and such a key is not about to run out.
-    soon = and_(
-        status.days_until_limit <= NEAR_LIMIT_DAYS, status.projected_limit_date.is_not(None)
-    )
+    # The view's days_until_limit is NULL when the limit is not reached (it resets
+    # first, the key is disabled or expires): such a key is not about to run out.
+    soon = status.days_until_limit <= NEAR_LIMIT_DAYS
     rows = connection.execute(
         select(KEY_LIMIT_STATUS).where(or_(status.utilization >= NEAR_LIMIT_UTILIZATION, soon))
     )

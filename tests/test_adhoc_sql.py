@@ -7,6 +7,7 @@ within 1e-9 USD: SQLite sums doubles) and the rows the simulator's ground truth 
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from collections.abc import Callable
@@ -209,9 +210,7 @@ class Truth:
                 (self.workspace_names[w], ws_total[w], Decimal(ws_peak[w])) for w in workspaces
             ],
             "Week-over-week growth per workspace (last two complete weeks)": weekly,
-            # key_limit_status's projection is being redefined (issue 10, point 4): its
-            # truth lives with that work; here it only has to agree across backends.
-            "Keys that will hit their limit within 7 days": None,
+            "Keys that will hit their limit within 7 days": self._near_limit(),
             "Spend by creator this month": [
                 (who, Decimal(n), total)
                 for who, (n, total, _) in sorted(
@@ -222,6 +221,43 @@ class Truth:
                 (k["name"], k["workspace_id"], _parse(k["last_used_at"]), k["usage"]) for k in idle
             ],
         }
+
+    def _near_limit(self) -> list[Row]:
+        # docs/analytics.md's rule, worked out from the simulator's state at the last
+        # sync: burn rate over the last 7 complete days, CEIL of remaining / rate, never
+        # past the window's reset, an expiry or a disabled key.
+        as_of = START + timedelta(days=NIGHTS - 1)
+        last_7 = [as_of - timedelta(days=n) for n in range(1, 8)]
+        rows = []
+        for k in self.keys:
+            limit, remaining = k["limit"], k["limit_remaining"]
+            if limit is None or limit == 0 or k["disabled"] or k["deleted_at"] is not None:
+                continue
+            spent = sum((self.spend.get((k["hash"], d), Decimal(0)) for d in last_7), Decimal(0))
+            if remaining <= 0:
+                days = 0
+            elif spent == 0:
+                continue
+            else:
+                days = max(1, math.ceil(round(remaining / (spent / 7), 9)))
+            projected = as_of + timedelta(days=days)
+            resets_on = {
+                "daily": as_of + timedelta(days=1),
+                "weekly": as_of + timedelta(days=7 - as_of.weekday()),
+                "monthly": (as_of.replace(day=28) + timedelta(days=4)).replace(day=1),
+            }.get(k["limit_reset"] or "")
+            expires = _parse(k["expires_at"])
+            if (
+                (resets_on is not None and projected >= resets_on)
+                or (expires is not None and expires.date() <= projected)
+                or days > 7
+            ):
+                continue
+            rows.append(
+                (k["hash"], k["name"], k["workspace_id"], limit, remaining, spent, days, projected)
+            )
+        rows.sort(key=lambda r: (r[6], r[0]))
+        return [r[1:] for r in rows]
 
     def _weekly(self) -> list[Row]:
         # Weeks from Monday; the last week holds the last observed day, whose spend is
