@@ -32,6 +32,42 @@ class Ledgered:
         return self.simulator.world
 
 
+def normalize(value: Any) -> Any:
+    """One form for what the backends return differently (str/date, bool/int, float/Decimal,
+    numbers as text), so rows from any backend and the ground truth compare."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+    if isinstance(value, date):
+        return value
+    if isinstance(value, (int, float, Decimal)):
+        return Decimal(str(value))
+    if isinstance(value, str) and len(value) >= 10 and value[4] == "-" and value[7] == "-":
+        try:
+            return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, str):
+        try:
+            return Decimal(value)  # numbers a driver returns as text
+        except ArithmeticError:
+            return value
+    return value
+
+
+# A world that changes only as a test says: no spend, creations, renames or deletions.
+QUIET = {
+    "active_fraction": 0.0,
+    "creates": 0.0,
+    "renames": 0.0,
+    "disables": 0.0,
+    "enables": 0.0,
+    "relimits": 0.0,
+    "deletes": 0.0,
+}
+
+
 def make_world(*, keys: int = 6, workspaces: int = 1, seed: int = 11, **rates: float) -> Ledgered:
     world = World(seed=seed, workspaces=workspaces, keys_per_workspace=keys)
     for name, value in rates.items():

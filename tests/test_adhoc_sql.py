@@ -11,7 +11,7 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy import Engine, text
 from etl.database import make_engine
 from etl.examples import EXAMPLE_QUERIES
 from etl.migrate import upgrade
-from tests.analytics_support import Ledgered, at, make_world, sync_at
+from tests.analytics_support import Ledgered, at, make_world, normalize, sync_at
 from tests.conftest import BACKEND_URLS, wipe
 
 START = date(2026, 11, 2)  # a Monday
@@ -75,24 +75,6 @@ def build_history(engine: Engine) -> Ledgered:
             world.spend(first[1], Decimal("9.97"))
             world.spend(first[2], Decimal("0.30000000000000004"))
     return ledger
-
-
-def normalize(value: Any) -> Any:
-    """One form for what the drivers return (str/date, bool/int, float/Decimal)."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
-    if isinstance(value, date):
-        return value
-    if isinstance(value, (int, float, Decimal)):
-        return Decimal(str(value))
-    if isinstance(value, str) and len(value) >= 10 and value[4] == "-" and value[7] == "-":
-        try:
-            return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    return value
 
 
 def rows_of(engine: Engine, sql: str) -> list[Row]:

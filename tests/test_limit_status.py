@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from tests.analytics_support import at, make_world, sync_at
+from tests.analytics_support import QUIET, at, make_world, sync_at
 
 FIRST = date(2026, 11, 3)
 AS_OF = date(2026, 11, 12)  # a Thursday: next Monday 11-16, next month 12-01
@@ -93,16 +93,7 @@ def as_date(value: Any) -> date | None:
 
 
 def build(engine: Engine) -> dict[str, Any]:
-    ledger = make_world(
-        keys=1,
-        active_fraction=0.0,
-        creates=0.0,
-        renames=0.0,
-        disables=0.0,
-        enables=0.0,
-        relimits=0.0,
-        deletes=0.0,
-    )
+    ledger = make_world(keys=1, **QUIET)
     world = ledger.world
     hashes = {name: world.create_key() for name in CASES}
     for name, case in CASES.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from etl.database import make_engine
 from etl.examples import EXAMPLE_QUERIES
 from etl.migrate import upgrade
-from tests.analytics_support import Ledgered, at, make_world, sync_at
+from tests.analytics_support import Ledgered, at, make_world, normalize, sync_at
 from tests.conftest import BACKEND_URLS, wipe
 
 START = date(2026, 11, 3)
@@ -33,29 +33,6 @@ def build_history(engine: Engine) -> Ledgered:
         for key_hash in world.live_hashes(world.workspace_ids[0])[:4]:
             world.spend(key_hash, Decimal("0.25"))
     return ledger
-
-
-def normalize(value: Any) -> Any:
-    """One form for what the backends return differently (str/date, bool/int, float/Decimal)."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
-    if isinstance(value, date):
-        return value
-    if isinstance(value, (int, float, Decimal)):
-        return Decimal(str(value))
-    if isinstance(value, str) and len(value) >= 10 and value[4] == "-" and value[7] == "-":
-        try:
-            return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    if isinstance(value, str):
-        try:
-            return Decimal(value)  # numbers a driver returns as text
-        except ArithmeticError:
-            return value
-    return value
 
 
 def rows_of(engine: Engine, sql: str) -> list[tuple[Any, ...]]:

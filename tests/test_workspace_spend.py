@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from tests.analytics_support import at, make_world, sync_at
+from tests.analytics_support import QUIET, at, make_world, sync_at
 
 FIRST, LAST = date(2026, 11, 3), date(2026, 11, 23)
 GAP = {date(2026, 11, 18), date(2026, 11, 19)}
@@ -34,16 +34,7 @@ def money(value: Any) -> Decimal | None:
 
 
 def build(engine: Engine) -> None:
-    ledger = make_world(
-        keys=0,
-        active_fraction=0.0,
-        creates=0.0,
-        renames=0.0,
-        disables=0.0,
-        enables=0.0,
-        relimits=0.0,
-        deletes=0.0,
-    )
+    ledger = make_world(keys=0, **QUIET)
     world = ledger.world
     spend = {world.create_key(): Decimal(amount) for amount in ("1", "2", "4")}
     deleted = list(spend)[2]
