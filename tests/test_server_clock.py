@@ -13,8 +13,6 @@ from sqlalchemy import Engine, func, select, text, update
 
 from etl import history
 from etl.cli import cli
-from etl.client import OpenRouterClient
-from etl.config import Account, ClientSettings, Secret, Settings, WorkspaceSpec
 from etl.database import make_engine
 from etl.errors import ServerClockError
 from etl.report import build_report
@@ -22,7 +20,7 @@ from etl.server_clock import MAX_RUN_SPAN, ClockWatch
 from etl.sim_server import SimulatorServer
 from etl.sim_world import World
 from etl.simulator import Simulator
-from etl.sync import SyncResult, run_sync
+from etl.sync import SyncResult
 from models import (
     ApiKey,
     ApiKeyVersion,
@@ -31,8 +29,9 @@ from models import (
     Workspace,
     WorkspaceDay,
 )
+from tests.test_sync import TOKEN
+from tests.test_sync import sync as sync_through_mock
 
-TOKEN = "sk-or-v1-clock-test-key-0123456789"
 DAY = timedelta(days=1)
 TEN_YEARS = 3650 * 86400
 # Everything a run files for a workspace (the run ledger records the refusal itself).
@@ -53,26 +52,8 @@ def sync(
     workspaces: tuple[str, ...] | None = None,
     **client: Any,
 ) -> SyncResult:
-    """One run against ``simulator`` through its MockTransport."""
-    account = Account(
-        name="clock",
-        management_key=Secret(TOKEN),
-        workspaces=tuple(WorkspaceSpec(w) for w in workspaces) if workspaces else None,
-        client=ClientSettings(
-            base_url="http://simulator.test/api/v1", requests_per_second=1e6, **client
-        ),
-    )
-    settings = Settings(database_url=str(engine.url), accounts=(account,))
-
-    def client_factory(account: Account) -> OpenRouterClient:
-        return OpenRouterClient(
-            account.client,
-            account.management_key,
-            transport=simulator.mock_transport(),
-            sleep=lambda seconds: None,
-        )
-
-    return run_sync(engine, settings, client_factory=client_factory)
+    """One run against ``simulator``, with client settings such as max_clock_jump_days."""
+    return sync_through_mock(engine, simulator, workspaces=workspaces, client=client)
 
 
 def nights(engine: Engine, simulator: Simulator, count: int) -> None:

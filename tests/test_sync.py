@@ -34,15 +34,20 @@ def sync(
     simulator: Simulator,
     *,
     workspaces: tuple[str, ...] | None = None,
+    client: dict[str, Any] | None = None,
     **options: Any,
 ) -> SyncResult:
-    """One run against ``simulator`` through its MockTransport."""
+    """One run against ``simulator`` through its MockTransport (``client``: settings
+    beyond the test defaults; ``options``: run_sync's)."""
     account = Account(
         name="test",
         management_key=Secret(TOKEN),
         workspaces=tuple(WorkspaceSpec(w) for w in workspaces) if workspaces else None,
         client=ClientSettings(
-            base_url="http://simulator.test/api/v1", requests_per_second=1e6, max_attempts=3
+            base_url="http://simulator.test/api/v1",
+            requests_per_second=1e6,
+            max_attempts=3,
+            **(client or {}),
         ),
     )
     settings = Settings(database_url=str(engine.url), accounts=(account,))
