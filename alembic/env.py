@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
 import models
-from etl.config import load_database_url
+from etl.core.config import load_database_url
 
 config = context.config
 target_metadata = models.Base.metadata

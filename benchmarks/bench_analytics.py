@@ -29,12 +29,12 @@ from typing import Any
 
 from sqlalchemy import Engine, MetaData, func, inspect, select, text
 
-from etl.client import OpenRouterClient
-from etl.config import Account, ClientSettings, Secret, Settings
-from etl.database import make_engine, masked
-from etl.migrate import upgrade
-from etl.sim_world import World
-from etl.simulator import Simulator
+from etl.api.client import OpenRouterClient
+from etl.core.config import Account, ClientSettings, Secret, Settings
+from etl.simulator.service import Simulator
+from etl.simulator.world import World
+from etl.store.database import make_engine, masked
+from etl.store.migrations import upgrade
 from etl.sync import run_sync
 from models import ApiKey, DailyKeySpend, UsageSnapshot, WorkspaceDay
 

@@ -62,9 +62,9 @@ def _drain(client: Any, workspace_id: str, tally: _Tally) -> None:
 
 def worker(params: dict[str, Any]) -> None:
     """Extract once and emit wall time, counts and peak RSS."""
-    from etl.client import OpenRouterClient
-    from etl.config import ClientSettings, Secret
-    from etl.memory import limit_heap_growth
+    from etl.api.client import OpenRouterClient
+    from etl.cli.memory import limit_heap_growth
+    from etl.core.config import ClientSettings, Secret
 
     if params.get("tuned", True):
         limit_heap_growth()  # as the keyledger command does at start
@@ -150,7 +150,7 @@ def measure(
     fixed_trim: bool = False,
 ) -> Measured:
     """Run one scenario ``repeat`` times, each in a fresh process; check the key count."""
-    # keyledger sets glibc's trim threshold at start (etl/memory.py); fixed_trim=False
+    # keyledger sets glibc's trim threshold at start (etl/cli/memory.py); fixed_trim=False
     # measures that, fixed_trim=True an untuned glibc, for comparison.
     params = {
         "base_url": sim.base_url,

@@ -124,8 +124,8 @@ class MainThreadSplit:
 
 def timed_client_factory(split: MainThreadSplit) -> Callable[[Any], Any]:
     """A run_sync client factory whose key listings report into ``split``."""
-    from etl.client import OpenRouterClient
-    from etl.config import DEFAULT_WORKSPACE, Account
+    from etl.api.client import OpenRouterClient
+    from etl.core.config import DEFAULT_WORKSPACE, Account
 
     class TimedClient(OpenRouterClient):
         def iter_key_pages(self, workspace_id: str = DEFAULT_WORKSPACE) -> Iterator[Any]:
@@ -139,8 +139,8 @@ def timed_client_factory(split: MainThreadSplit) -> Callable[[Any], Any]:
 
 def worker(params: dict[str, Any]) -> None:
     """Run one sync and emit wall time, counts and peak RSS (and a profile, if asked)."""
-    from etl.config import Account, ClientSettings, Secret, Settings
-    from etl.database import make_engine
+    from etl.core.config import Account, ClientSettings, Secret, Settings
+    from etl.store.database import make_engine
     from etl.sync import run_sync
 
     token = worker_token()
@@ -212,7 +212,7 @@ def reachable(url: str) -> str | None:
     """None when the database answers, else why not (one line)."""
     from sqlalchemy import text
 
-    from etl.database import make_engine
+    from etl.store.database import make_engine
 
     try:
         engine = make_engine(url, connect_args={"connect_timeout": 5})
@@ -231,7 +231,7 @@ def object_names(url: str) -> tuple[set[str], set[str]]:
     """(tables, views) of the database."""
     from sqlalchemy import inspect
 
-    from etl.database import make_engine
+    from etl.store.database import make_engine
 
     engine = make_engine(url)
     try:
@@ -246,7 +246,7 @@ def table_identity(url: str) -> str | None:
     table's oid on PostgreSQL, its creation time on MariaDB; None when it is absent."""
     from sqlalchemy import text
 
-    from etl.database import make_engine
+    from etl.store.database import make_engine
 
     engine = make_engine(url)
     try:
@@ -295,8 +295,8 @@ def scratch_schema(url: str) -> Iterator[None]:
     """
     from sqlalchemy import MetaData
 
-    from etl.database import make_engine
-    from etl.migrate import upgrade
+    from etl.store.database import make_engine
+    from etl.store.migrations import upgrade
     from models import Base
 
     ours = {"alembic_version", *Base.metadata.tables}
@@ -329,7 +329,7 @@ def row_counts(url: str) -> dict[str, int]:
     """Rows of api_keys, usage_snapshots and the history tables the sync maintains."""
     from sqlalchemy import func, select
 
-    from etl.database import make_engine
+    from etl.store.database import make_engine
     from models import Base
 
     wanted = ("api_keys", "usage_snapshots", *HISTORY_TABLES)
@@ -477,12 +477,12 @@ WAITING = "waiting: idle threads, locks, futures, sleeps"
 DATABASE = "database driver: C calls (sqlite3 / psycopg / PyMySQL)"
 REDUMP = "raw_json re-serialising: records.dump_json, json.dumps"
 PARSE_JSON = "JSON parse: json.loads with Decimal numbers"
-RECORDS = "etl/records.py: parse_key and its field readers"
-LOAD = "etl/load.py, history.py, bulk.py: per-row Python"
+RECORDS = "etl/api/records.py: parse_key and its field readers"
+LOAD = "etl/store/loading.py, history.py, bulk.py: per-row Python"
 TYPES = "models/types.py: Money, UtcDateTime bind/result processing"
 SQLALCHEMY = "SQLAlchemy: statement building, compile cache, per-row binds"
-HTTP = "HTTP: httpx, httpcore, h11, sockets, etl/client.py"
-PAGINATION = "etl/pagination.py"
+HTTP = "HTTP: httpx, httpcore, h11, sockets, etl/api/client.py"
+PAGINATION = "etl/api/paging.py"
 BUILTINS = "other C built-ins: str, dict, datetime, Decimal methods"
 OTHER = "other Python"
 _FETCHES = ("fetchone", "fetchmany", "fetchall")
@@ -508,12 +508,12 @@ def _category(path: str, name: str) -> str:
     if name == "dump_json" or "json/encoder.py" in path or (name == "dumps" and "json/" in path):
         return REDUMP
     rules = (
-        (("etl/records.py",), RECORDS),
-        (("etl/load.py", "etl/history.py", "etl/bulk.py"), LOAD),
+        (("etl/api/records.py",), RECORDS),
+        (("etl/store/loading.py", "etl/store/history.py", "etl/store/bulk.py"), LOAD),
         (("models/",), TYPES),
         (("/sqlalchemy/",), SQLALCHEMY),
-        (("/httpx/", "/httpcore/", "/h11/", "etl/client.py"), HTTP),
-        (("etl/pagination.py",), PAGINATION),
+        (("/httpx/", "/httpcore/", "/h11/", "etl/api/client.py"), HTTP),
+        (("etl/api/paging.py",), PAGINATION),
     )
     for markers, label in rules:
         if any(m in path for m in markers):
@@ -686,8 +686,8 @@ def py_spy_path() -> str | None:
 
 def fresh_sqlite(folder: Path, name: str) -> str:
     """A migrated SQLite database in ``folder``."""
-    from etl.database import make_engine
-    from etl.migrate import upgrade
+    from etl.store.database import make_engine
+    from etl.store.migrations import upgrade
 
     url = f"sqlite:///{folder / name}"
     engine = make_engine(url)

@@ -11,17 +11,17 @@ from typing import Any
 
 from sqlalchemy import Engine, func, inspect, select, text
 
-from etl.config import Account, ClientSettings, Secret, Settings
-from etl.database import make_engine, masked
-from etl.errors import LoadError
-from etl.examples import EXAMPLE_QUERIES
-from etl.migrate import upgrade
-from etl.report_format import rounded
-from etl.sim_server import SimulatorServer
-from etl.sim_world import World
-from etl.simulator import Simulator
+from etl.core.config import Account, ClientSettings, Secret, Settings
+from etl.core.errors import LoadError
+from etl.reports.formats import rounded
+from etl.reports.text_width import display_width, pad, truncate
+from etl.simulator.server import SimulatorServer
+from etl.simulator.service import Simulator
+from etl.simulator.world import World
+from etl.store.database import make_engine, masked
+from etl.store.examples import EXAMPLE_QUERIES
+from etl.store.migrations import upgrade
 from etl.sync import run_sync
-from etl.text_width import display_width, pad, truncate
 from models import ApiKey, SyncRun, UsageSnapshot, Workspace
 
 DEMO_TOKEN = "sk-or-v1-demo-management-key"  # accepted by the demo's own simulator only

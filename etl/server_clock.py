@@ -30,11 +30,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, func, select
 
-from etl import ledger
-from etl.client import KeyLookup, OpenRouterClient
-from etl.config import DEFAULT_WORKSPACE
-from etl.errors import ServerClockError
-from etl.pagination import KeyPage
+from etl.api.client import KeyLookup, OpenRouterClient
+from etl.api.paging import KeyPage
+from etl.core.config import DEFAULT_WORKSPACE
+from etl.core.errors import ServerClockError
+from etl.store import runs
 from models import UsageSnapshot, Workspace
 
 # Pages are fetched concurrently, possibly from servers a second or two apart, so
@@ -149,7 +149,7 @@ class WatchedClient:
         # An empty default workspace names no UUID, yet its run is filed under the one
         # it resolved to before (workspace_days, last_synced_at): check against that.
         if not self._watch.knows_workspace:
-            known = ledger.last_resolved(self._connection, workspace_id)
+            known = runs.last_resolved(self._connection, workspace_id)
             if known is not None:
                 self._watch.know_workspace(known)
 

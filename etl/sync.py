@@ -24,13 +24,14 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl import history, ledger, load, locks, server_clock
-from etl.client import OpenRouterClient
-from etl.config import DEFAULT_WORKSPACE, Account, Settings, WorkspaceSpec
-from etl.confirm import Confirmed, confirm_each, confirm_missing
-from etl.database import WRITE
-from etl.errors import ApiError, AuthError, LoadError
-from etl.extract import resolve_workspaces
+from etl import server_clock
+from etl.api.client import OpenRouterClient
+from etl.api.confirm import Confirmed, confirm_each, confirm_missing
+from etl.api.extract import resolve_workspaces
+from etl.core.config import DEFAULT_WORKSPACE, Account, Settings, WorkspaceSpec
+from etl.core.errors import ApiError, AuthError, LoadError
+from etl.store import history, loading, locks, runs
+from etl.store.database import WRITE
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class WorkspaceResult:
     account: str
     workspace_id: str
     status: str  # ok, failed, skipped, or delisted (no longer listed; its keys confirmed)
-    counts: load.PageCounts = field(default_factory=load.PageCounts)
+    counts: loading.PageCounts = field(default_factory=loading.PageCounts)
     pages: int = 0
     deleted: int = 0
     error: str | None = None
@@ -86,7 +87,7 @@ class SyncResult:
     def summary(self) -> str:
         """The one line a run prints on stderr."""
         by = [w.status for w in self.workspaces]
-        total = load.PageCounts()
+        total = loading.PageCounts()
         for w in self.workspaces:
             total.add(w.counts)
         prefix = "sync (dry run, nothing written)" if self.dry_run else "sync"
@@ -174,12 +175,12 @@ def run_sync(
     results: list[WorkspaceResult] = []
     try:
         # Held for the whole run: while it is held, nobody takes this run for dead.
-        run_lock = locks.try_lock(engine, ledger.run_lock_name(token), ephemeral=True)
+        run_lock = locks.try_lock(engine, runs.run_lock_name(token), ephemeral=True)
         if not dry_run:
-            ledger.abandon_dead_runs(engine)
-        run_started = ledger.utcnow()
+            runs.abandon_dead_runs(engine)
+        run_started = runs.utcnow()
         with units.unit() as connection:
-            run_id = ledger.start_run(connection, dry_run=dry_run, lock_token=token)
+            run_id = runs.start_run(connection, dry_run=dry_run, lock_token=token)
         lost = _sync_accounts(
             units, settings, make_client, run_id, run_started, wait_seconds, results
         )
@@ -280,7 +281,7 @@ def _retire_delisted(
     their keys and mark them; returns a database failure that stopped it."""
     try:
         with units.unit() as connection:
-            gone = ledger.delisted_workspaces(connection, account.name, {w.id for w in listed})
+            gone = runs.delisted_workspaces(connection, account.name, {w.id for w in listed})
         for workspace_id in gone:
             result = _sync_workspace(
                 units,
@@ -315,7 +316,7 @@ def _record_end(units: _Units, run_id: int, outcome: SyncResult) -> SQLAlchemyEr
                 if not result.ledger_pending:
                     continue
                 if result.ledger_id is None:
-                    ledger.open_workspace(
+                    runs.open_workspace(
                         connection,
                         run_id,
                         account=result.account,
@@ -325,7 +326,7 @@ def _record_end(units: _Units, run_id: int, outcome: SyncResult) -> SQLAlchemyEr
                     )
                 else:
                     _close(connection, result.ledger_id, result)
-            ledger.finish_run(connection, run_id, status, error=outcome.error)
+            runs.finish_run(connection, run_id, status, error=outcome.error)
     except SQLAlchemyError as exc:
         log.info("run %s: cannot record its end: %s", run_id, one_line(exc))
         return exc
@@ -351,17 +352,17 @@ def _sync_workspace(
     """
     lock = locks.acquire(units.engine, workspace.id, wait_seconds=wait_seconds)
     if lock is None:
-        reason = f"held by another run ({ledger.holder(units.engine, workspace.id)})"
+        reason = f"held by another run ({runs.holder(units.engine, workspace.id)})"
         with units.unit() as connection:
             return _skip(connection, run_id, account, workspace, reason)
     try:
         with units.unit() as connection:
-            other = ledger.synced_since(connection, workspace.id, run_started)
+            other = runs.synced_since(connection, workspace.id, run_started)
             if other is not None:
                 # Another run (another cron host, say) synced it while this run went on.
                 reason = f"already synced by run {other} while this run was going"
                 return _skip(connection, run_id, account, workspace, reason)
-            ledger_id = ledger.open_workspace(
+            ledger_id = runs.open_workspace(
                 connection, run_id, account=account.name, requested_as=workspace.id
             )
         attempt = WorkspaceResult(account.name, workspace.id, "ok", ledger_id=ledger_id)
@@ -408,7 +409,7 @@ def _skip(
     connection: Connection, run_id: int, account: Account, workspace: WorkspaceSpec, reason: str
 ) -> WorkspaceResult:
     """Record the workspace as skipped by this run, for ``reason``."""
-    ledger.open_workspace(
+    runs.open_workspace(
         connection,
         run_id,
         account=account.name,
@@ -420,7 +421,7 @@ def _skip(
 
 
 def _close(connection: Connection, ledger_id: int, result: WorkspaceResult) -> None:
-    ledger.close_workspace(
+    runs.close_workspace(
         connection,
         ledger_id,
         status=result.status,
@@ -454,7 +455,7 @@ def _load_workspace(
         if observed is None and resolved is not None:
             observed = _recent_observations(connection, resolved, listed_at)
         result.counts.add(
-            load.load_keys(
+            loading.load_keys(
                 connection,
                 page.records,
                 captured_at=page.server_time,
@@ -463,13 +464,13 @@ def _load_workspace(
                 observed_days=observed or frozenset(),
             )
         )
-    listed_at = listed_at or ledger.utcnow()
-    resolved = resolved or ledger.last_resolved(connection, workspace.id) or workspace.id
+    listed_at = listed_at or runs.utcnow()
+    resolved = resolved or runs.last_resolved(connection, workspace.id) or workspace.id
     result.workspace_id = resolved
     if observed is None:
         observed = _recent_observations(connection, resolved, listed_at)
     # Offset paging can skip a key while others are deleted: ask before marking.
-    missing = load.missing_keys(connection, resolved, ledger_id)
+    missing = loading.missing_keys(connection, resolved, ledger_id)
     confirmed = confirm_missing(
         client, missing, workspace_id=resolved, listed=result.counts.seen - result.counts.new
     )
@@ -480,16 +481,16 @@ def _load_workspace(
     # neither: it marks no day observed (its snapshots still count for their own day).
     if last_page_at is None or history.utc_day(last_page_at) == history.utc_day(listed_at):
         history.record_observation(connection, resolved, listed_at)
-    load.clear_seen(connection, ledger_id)
-    load.upsert_workspace(
+    loading.clear_seen(connection, ledger_id)
+    loading.upsert_workspace(
         connection,
         resolved,
         name=workspace.name,
         slug=workspace.slug,
         synced_at=listed_at,
-        now=ledger.utcnow(),
+        now=runs.utcnow(),
     )
-    ledger.resolve_workspace(connection, ledger_id, resolved, listed_at)
+    runs.resolve_workspace(connection, ledger_id, resolved, listed_at)
 
 
 def _retire_workspace(
@@ -502,12 +503,12 @@ def _retire_workspace(
 ) -> None:
     """Discovery stopped listing the workspace: ask for each of its live keys (404:
     deleted, history kept; found: stored as it is now) and mark the workspace delisted."""
-    now = ledger.utcnow()
+    now = runs.utcnow()
     observed = _recent_observations(connection, workspace.id, now)
-    confirmed = confirm_each(client, load.missing_keys(connection, workspace.id, ledger_id))
+    confirmed = confirm_each(client, loading.missing_keys(connection, workspace.id, ledger_id))
     # A 404 carries no Date worth filing under, so the local clock dates the deletions.
     _settle(connection, confirmed, run_id, result, workspace.id, deleted_at=now, observed=observed)
-    load.mark_delisted(connection, workspace.id, now)
+    loading.mark_delisted(connection, workspace.id, now)
 
 
 def _settle(
@@ -523,7 +524,7 @@ def _settle(
     """Store the confirmed keys that still exist as they are now; mark the gone deleted."""
     for found in confirmed.found:
         result.counts.add(
-            load.load_keys(
+            loading.load_keys(
                 connection,
                 [found.record],
                 captured_at=found.server_time,
@@ -532,7 +533,7 @@ def _settle(
                 observed_days=observed,
             )
         )
-    result.deleted = load.mark_deleted(
+    result.deleted = loading.mark_deleted(
         connection, confirmed.gone, deleted_at, workspace_id=workspace_id, observed_days=observed
     )
 

@@ -13,7 +13,7 @@ from sqlalchemy.types import TypeDecorator
 
 # MariaDB's widest DECIMAL; PostgreSQL's NUMERIC holds it too. 35 digits before the
 # point and 30 after are far beyond any USD amount the API can send as a double
-# (etl.records refuses amounts that would not fit).
+# (etl.api.records refuses amounts that would not fit).
 MONEY_PRECISION, MONEY_SCALE = 65, 30
 
 
@@ -65,7 +65,7 @@ class Money(TypeDecorator[Decimal]):
         return money_double(value) if dialect.name == "sqlite" else value
 
     def driver_converter(self, dialect: Dialect) -> Callable[[Any], Any] | None:
-        """``process_bind_param`` as one function, for etl.bulk (None: as is)."""
+        """``process_bind_param`` as one function, for etl.store.bulk (None: as is)."""
         return money_double if dialect.name == "sqlite" else None
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
@@ -121,7 +121,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         return _utc(value) if dialect.name == "postgresql" else _naive_utc(value)
 
     def driver_converter(self, dialect: Dialect) -> Callable[[Any], Any] | None:
-        """The value the driver gets, as one function for etl.bulk: what
+        """The value the driver gets, as one function for etl.store.bulk: what
         ``process_bind_param`` and then the dialect's DATETIME processor do."""
         return {"postgresql": _utc, "mysql": _naive_utc, "sqlite": _sqlite_text}[dialect.name]
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy import Engine, select, text
 
-from etl.client import OpenRouterClient
-from etl.config import Account, ClientSettings, Secret, Settings
-from etl.sim_world import World
-from etl.simulator import Simulator
+from etl.api.client import OpenRouterClient
+from etl.core.config import Account, ClientSettings, Secret, Settings
+from etl.simulator.service import Simulator
+from etl.simulator.world import World
 from etl.sync import SyncResult, run_sync
 from models import DailyKeySpend
 

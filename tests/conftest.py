@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import Engine, MetaData, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl.database import make_engine
-from etl.migrate import upgrade
+from etl.store.database import make_engine
+from etl.store.migrations import upgrade
 
 
 @pytest.fixture(autouse=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from etl.sim_server import SimulatorServer
-from etl.sim_world import World
-from etl.simulator import Simulator
+from etl.simulator.server import SimulatorServer
+from etl.simulator.service import Simulator
+from etl.simulator.world import World
 from models import ApiKey, SyncRun, SyncRunWorkspace
 
 TOKEN = "sk-or-v1-crash-test-key"
@@ -30,7 +30,7 @@ def start_sync(
         "KEYLEDGER_DATABASE_URL": database_url,
     }
     return subprocess.Popen(
-        [sys.executable, "-c", "from etl.cli import main; main()", "sync"],
+        [sys.executable, "-c", "from etl.cli.main import main; main()", "sync"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,

@@ -19,13 +19,13 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
-from etl import ledger
-from etl.config import Account, ClientSettings, Secret, Settings
-from etl.database import make_engine
-from etl.errors import LoadError
-from etl.sim_server import SimulatorServer
-from etl.sim_world import World
-from etl.simulator import Simulator
+from etl.core.config import Account, ClientSettings, Secret, Settings
+from etl.core.errors import LoadError
+from etl.simulator.server import SimulatorServer
+from etl.simulator.service import Simulator
+from etl.simulator.world import World
+from etl.store import runs
+from etl.store.database import make_engine
 from etl.sync import run_sync
 from models import ApiKey, SyncRun, SyncRunWorkspace
 
@@ -119,7 +119,7 @@ def test_database_going_away_ends_the_run_cleanly(
             "KEYLEDGER_DATABASE_URL": through_proxy,
         }
         process = subprocess.Popen(
-            [sys.executable, "-c", "from etl.cli import main; main()", "sync"],
+            [sys.executable, "-c", "from etl.cli.main import main; main()", "sync"],
             env=env,
             cwd=tmp_path,
             stdout=subprocess.PIPE,
@@ -223,7 +223,7 @@ def run_keyledger_sync(server: SimulatorServer, database_url: str, cwd: Path) ->
         "KEYLEDGER_DATABASE_URL": database_url,
     }
     done = subprocess.run(
-        [sys.executable, "-c", "from etl.cli import main; main()", "sync"],
+        [sys.executable, "-c", "from etl.cli.main import main; main()", "sync"],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -275,7 +275,7 @@ def test_database_gone_after_two_workspaces_exits_3_with_summary(
     # with them its run lock) when it reads their end of the cut connections: soon,
     # not necessarily before this line.
     deadline = time.monotonic() + 10
-    while not ledger.abandon_dead_runs(engine) and time.monotonic() < deadline:
+    while not runs.abandon_dead_runs(engine) and time.monotonic() < deadline:
         time.sleep(0.1)
     status, rows = ledger_rows(engine)
     assert status == "abandoned"

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from etl.client import OpenRouterClient
-from etl.config import Account, ClientSettings, Secret, Settings
-from etl.records import parse_json
-from etl.sim_world import World
-from etl.simulator import Faults, Simulator
+from etl.api.client import OpenRouterClient
+from etl.api.records import parse_json
+from etl.core.config import Account, ClientSettings, Secret, Settings
+from etl.simulator.service import Faults, Simulator
+from etl.simulator.world import World
 from etl.sync import SyncResult, run_sync
 from models import ApiKey
 
@@ -74,7 +74,7 @@ def test_sync_through_faults_ends_with_the_ground_truth(engine: Engine, name: st
     assert sync(engine, clean).status == "ok"
     clean_requests = clean.stats.requests
 
-    from etl.migrate import upgrade
+    from etl.store.migrations import upgrade
     from tests.conftest import wipe  # a fresh ledger for the faulty run
 
     wipe(engine)

@@ -15,10 +15,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, func, select, text
 
 import models
-from etl.migrate import alembic_config, current_revision, head_revision
-from etl.sim_server import SimulatorServer
-from etl.sim_world import World
-from etl.simulator import Simulator
+from etl.simulator.server import SimulatorServer
+from etl.simulator.service import Simulator
+from etl.simulator.world import World
+from etl.store.migrations import alembic_config, current_revision, head_revision
 from models import ApiKey, SyncRunWorkspace
 from tests.conftest import wipe
 
@@ -43,7 +43,7 @@ def run_at_once(env: dict[str, str], tmp_path: Path) -> list[tuple[list[str], in
     gate = tmp_path / "go"
     code = (
         "import os, time\n"
-        "from etl.cli import main\n"
+        "from etl.cli.main import main\n"
         f"while not os.path.exists({str(gate)!r}): time.sleep(0.002)\n"
         "main()\n"
     )
@@ -130,7 +130,7 @@ def test_first_runs_at_once_on_an_old_database_take_turns_migrating(
     with SimulatorServer(Simulator(world, token=TOKEN)) as server:
         env = sim_env(server, database_url, world)
         first = subprocess.run(
-            [sys.executable, "-c", "from etl.cli import main; main()", "sync"],
+            [sys.executable, "-c", "from etl.cli.main import main; main()", "sync"],
             env=env,
             cwd=tmp_path,
             capture_output=True,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from etl.simulator import Simulator
+from etl.simulator.service import Simulator
 from models import ApiKey, SyncRunWorkspace, UsageSnapshot, Workspace
 from tests.test_faults import assert_ground_truth
 from tests.test_sync import count, make_simulator, stored_keys, sync

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from etl.sim_server import SimulatorServer
-from etl.sim_world import World
-from etl.simulator import Simulator
+from etl.simulator.server import SimulatorServer
+from etl.simulator.service import Simulator
+from etl.simulator.world import World
 from models import SyncRunWorkspace
 
 TOKEN = "sk-or-v1-overlap-test-key"
@@ -20,7 +20,7 @@ TOKEN = "sk-or-v1-overlap-test-key"
 # machine that starts one late cannot turn "at once" into "one after the other".
 START_TOGETHER = """
 import os, pathlib, sys, time
-from etl.cli import main
+from etl.cli.main import main
 ready = pathlib.Path(os.environ["OVERLAP_READY"])
 (ready / str(os.getpid())).touch()
 deadline = time.monotonic() + 60

@@ -16,13 +16,13 @@ import httpx
 import pytest
 from sqlalchemy import Engine, MetaData, func, select
 
-from etl.client import OpenRouterClient
-from etl.database import make_engine, masked
-from etl.errors import ApiStatusError, PayloadError
-from etl.migrate import upgrade
-from etl.sim_server import SimulatorServer
-from etl.sim_world import World
-from etl.simulator import ECHO_MODES, Faults, Simulator
+from etl.api.client import OpenRouterClient
+from etl.core.errors import ApiStatusError, PayloadError
+from etl.simulator.server import SimulatorServer
+from etl.simulator.service import ECHO_MODES, Faults, Simulator
+from etl.simulator.world import World
+from etl.store.database import make_engine, masked
+from etl.store.migrations import upgrade
 from models import SyncRun
 from tests.helpers import SECRET, error_body, json_response, key_payload, secret, settings
 
@@ -32,7 +32,7 @@ CANARY = "sk-or-v1-CANARY-7f3a9c0d1e2b"
 def traces(text: str, key: str = CANARY) -> list[str]:
     """The forms of ``key`` that ``text`` still shows, ignoring case.
 
-    Checked by hand here rather than with etl.redact, so a blind spot there cannot
+    Checked by hand here rather than with etl.core.redact, so a blind spot there cannot
     hide itself. Slices skip "sk-or-v1-", the prefix every key's public label shares.
     """
 
@@ -73,7 +73,7 @@ def run_sync(
         [
             sys.executable,
             "-c",
-            "from etl.cli import main; main()",
+            "from etl.cli.main import main; main()",
             *([verbosity] if verbosity else []),
             "sync",
             "--config",

@@ -11,15 +11,15 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func, select, text, update
 
-from etl import history
-from etl.cli import cli
-from etl.database import make_engine
-from etl.errors import ServerClockError
-from etl.report import build_report
+from etl.cli.main import cli
+from etl.core.errors import ServerClockError
+from etl.reports.build import build_report
 from etl.server_clock import MAX_RUN_SPAN, ClockWatch
-from etl.sim_server import SimulatorServer
-from etl.sim_world import World
-from etl.simulator import Simulator
+from etl.simulator.server import SimulatorServer
+from etl.simulator.service import Simulator
+from etl.simulator.world import World
+from etl.store import history
+from etl.store.database import make_engine
 from etl.sync import SyncResult
 from models import (
     ApiKey,

@@ -11,12 +11,12 @@ from urllib.parse import parse_qs
 import pytest
 from sqlalchemy import Engine, event, func, select, update
 
-from etl.client import OpenRouterClient
-from etl.config import Account, ClientSettings, Secret, Settings, WorkspaceSpec
-from etl.load import PageCounts
-from etl.records import dump_json, parse_json
-from etl.sim_world import World
-from etl.simulator import Faults, Simulator
+from etl.api.client import OpenRouterClient
+from etl.api.records import dump_json, parse_json
+from etl.core.config import Account, ClientSettings, Secret, Settings, WorkspaceSpec
+from etl.simulator.service import Faults, Simulator
+from etl.simulator.world import World
+from etl.store.loading import PageCounts
 from etl.sync import KEY_REFUSED, SyncResult, run_sync
 from models import ApiKey, SyncRun, SyncRunWorkspace, SyncSeenKey, UsageSnapshot, Workspace
 from tests.helpers import as_stored, refuse_keys
@@ -190,7 +190,7 @@ def test_key_skipped_by_paging_drift_is_not_marked_deleted(engine: Engine) -> No
         if path.endswith("/keys") and response.status == 200:
             body = parse_json(response.body)
             body["data"] = [k for k in body["data"] if k["hash"] != hidden]
-            from etl.records import dump_json
+            from etl.api.records import dump_json
 
             return type(response)(response.status, response.headers, dump_json(body).encode())
         return response
@@ -230,7 +230,7 @@ def test_key_moved_to_another_workspace_is_updated_not_duplicated(engine: Engine
     key.workspace_id = second
     import bisect
 
-    from etl.sim_world import _order_key
+    from etl.simulator.world import _order_key
 
     bisect.insort(world._order[second], key, key=_order_key)
     key.version += 1
@@ -400,7 +400,7 @@ def test_the_same_values_written_differently_are_unchanged(engine: Engine) -> No
 
 
 def test_workspace_held_by_another_run_is_skipped(engine: Engine) -> None:
-    from etl import locks
+    from etl.store import locks
 
     simulator = make_simulator(workspaces=2, keys=5)
     held = simulator.world.workspace_ids[0]
@@ -418,13 +418,13 @@ def test_workspace_held_by_another_run_is_skipped(engine: Engine) -> None:
 
 
 def test_a_run_whose_process_died_is_marked_abandoned(engine: Engine) -> None:
-    from etl import ledger, locks
+    from etl.store import locks, runs
 
     with engine.begin() as connection:
-        dead = ledger.start_run(connection, dry_run=False, lock_token="0" * 36)
-        alive = ledger.start_run(connection, dry_run=False, lock_token="1" * 36)
-        stale = ledger.open_workspace(connection, dead, account="a", requested_as="default")
-    held = locks.try_lock(engine, ledger.run_lock_name("1" * 36), ephemeral=True)
+        dead = runs.start_run(connection, dry_run=False, lock_token="0" * 36)
+        alive = runs.start_run(connection, dry_run=False, lock_token="1" * 36)
+        stale = runs.open_workspace(connection, dead, account="a", requested_as="default")
+    held = locks.try_lock(engine, runs.run_lock_name("1" * 36), ephemeral=True)
     assert held is not None
     try:
         sync(engine, make_simulator(workspaces=1, keys=3))
@@ -449,7 +449,7 @@ def _bad_page(kind: str, body: bytes) -> bytes:
         del page["data"][3]["hash"]
     elif kind == "string where a number belongs":
         page["data"][3]["usage"] = "12.5"
-    from etl.records import dump_json
+    from etl.api.records import dump_json
 
     return dump_json(page).encode()
 

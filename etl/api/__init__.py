@@ -1,0 +1,1 @@
+"""The OpenRouter management API side: HTTP client, paging, parsing of its JSON."""

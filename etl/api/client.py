@@ -1,0 +1,356 @@
+"""HTTP client of the OpenRouter management API: one request retried, pages iterated.
+
+What is retried, and only that: HTTP 429 (waiting ``Retry-After`` when given, capped),
+500/502/503/504 (whatever their body), timeouts and connection errors (refused,
+reset, dropped, truncated bodies). 400/401/403/404 and any other status are answered
+at once: repeating the request cannot change them. Each request gets at most
+``max_attempts`` tries within ``retry_deadline_seconds``, with exponential backoff and
+jitter in between. One rate limit and one concurrency bound cover every request the
+client makes, whichever workspace it is for.
+
+A page is retried, never the generator that pages (that would restart at offset 0).
+
+Every error leaves the client with the key scrubbed from its text (``etl.core.redact``): the
+server's own words, and payload values quoted in a PayloadError, may echo it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from etl import __version__
+from etl.api.paging import FetchedPage, KeyPage, iter_key_pages
+from etl.api.records import (
+    KeyRecord,
+    WorkspaceRecord,
+    parse_json,
+    parse_key,
+    parse_key_list,
+    parse_workspace_list,
+)
+from etl.core.config import DEFAULT_WORKSPACE, ClientSettings, Secret
+from etl.core.errors import (
+    ApiError,
+    ApiStatusError,
+    ApiUnavailableError,
+    AuthError,
+    PaginationError,
+    PayloadError,
+)
+from etl.core.redact import scrub
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 30.0
+WORKSPACES_PAGE_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLookup:
+    """The answer of ``GET /keys/{hash}`` for a key that exists."""
+
+    record: KeyRecord
+    server_time: datetime
+
+
+class RateLimiter:
+    """Spaces requests evenly: at most ``per_second`` starts per second, all threads."""
+
+    def __init__(
+        self,
+        per_second: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._interval = 1.0 / per_second
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Block until this caller may start a request."""
+        with self._lock:
+            now = self._monotonic()
+            start = max(now, self._next)
+            self._next = start + self._interval
+        if start > now:
+            self._sleep(start - now)
+
+
+@dataclass
+class ClientStats:
+    """Counters of one client's traffic."""
+
+    requests: int = 0
+    retries: int = 0
+
+
+def server_time(response: httpx.Response, fallback: Callable[[], datetime]) -> datetime:
+    """The server's clock from the ``Date`` header (aware UTC), else ``fallback()``."""
+    value = response.headers.get("date")
+    if value:
+        try:
+            parsed = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            parsed = None
+        if parsed is not None:
+            if parsed.tzinfo is None:  # "-0000" means UTC with an unknown source zone
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            return parsed.astimezone(timezone.utc)
+    return fallback()
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After``: seconds or an HTTP date)."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    # Measured against the server's own clock, so client clock skew does not matter.
+    reference = server_time(response, lambda: datetime.now(timezone.utc))
+    return max(0.0, (when - reference).total_seconds())
+
+
+class OpenRouterClient:
+    """Reads keys and workspaces from the management API of one account."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        management_key: Secret,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stats = ClientStats()
+        self._key = management_key
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._now = now
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(settings.concurrency)
+        self._rate = RateLimiter(settings.requests_per_second, monotonic=monotonic, sleep=sleep)
+        self._executor = ThreadPoolExecutor(settings.concurrency, "keyledger-fetch")
+        self._http = httpx.Client(
+            base_url=settings.base_url.rstrip("/") + "/",
+            headers={
+                "Authorization": f"Bearer {management_key.reveal()}",
+                "User-Agent": f"keyledger/{__version__}",
+                "Accept": "application/json",
+            },
+            timeout=settings.timeout_seconds,
+            limits=httpx.Limits(max_connections=settings.concurrency),
+            transport=transport,
+        )
+
+    def __enter__(self) -> OpenRouterClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the fetch threads and close the connections."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._http.close()
+
+    # -- the three endpoints ---------------------------------------------------
+
+    def iter_key_pages(self, workspace_id: str = DEFAULT_WORKSPACE) -> Iterator[KeyPage]:
+        """Every key of one workspace (disabled and expired ones too), once each."""
+        with self._scrubbed_errors():
+            yield from iter_key_pages(
+                lambda offset: self.fetch_key_page(workspace_id, offset),
+                workspace=workspace_id,
+                executor=self._executor,
+                lookahead=self.settings.concurrency,
+                max_requests=self.settings.max_pages,
+            )
+
+    def fetch_key_page(self, workspace_id: str, offset: int) -> FetchedPage:
+        """One page of ``GET /keys`` at ``offset``."""
+        params: dict[str, Any] = {
+            "offset": offset,
+            "include_disabled": "true",
+            "include_expired": "true",
+        }
+        if workspace_id != DEFAULT_WORKSPACE:
+            params["workspace_id"] = workspace_id
+        with self._scrubbed_errors():
+            try:
+                response = self._get("keys", params)
+                assert response is not None
+                records = parse_key_list(self._json(response), offset=offset)
+            except ApiError as exc:
+                raise exc.locate(workspace=workspace_id, offset=offset) from exc.__cause__
+        return FetchedPage(offset, records, server_time(response, self._now))
+
+    def get_key(self, key_hash: str) -> KeyLookup | None:
+        """``GET /keys/{hash}``; None when the key no longer exists (404)."""
+        with self._scrubbed_errors():
+            response = self._get(f"keys/{quote(key_hash, safe='')}", {}, missing_ok=True)
+            if response is None:
+                return None
+            body = self._json(response)
+            if not isinstance(body, dict) or "data" not in body:
+                raise PayloadError(f"key {key_hash}: the response has no 'data' field")
+            return KeyLookup(parse_key(body["data"]), server_time(response, self._now))
+
+    def get_keys(self, hashes: list[str]) -> Iterator[tuple[str, KeyLookup | None]]:
+        """``get_key`` for each hash, as many at once as ``concurrency`` allows."""
+        return zip(hashes, self._executor.map(self.get_key, hashes), strict=True)
+
+    def list_workspaces(self) -> list[WorkspaceRecord]:
+        """Every workspace the management key can see, through offset pages of 100."""
+        with self._scrubbed_errors():
+            return self._list_workspaces()
+
+    def _list_workspaces(self) -> list[WorkspaceRecord]:
+        workspaces: list[WorkspaceRecord] = []
+        seen: set[str] = set()  # workspaces are few; a set is cheap here
+        offset = 0
+        for _ in range(self.settings.max_pages):
+            params = {"offset": offset, "limit": WORKSPACES_PAGE_LIMIT}
+            response = self._get("workspaces", params)
+            assert response is not None
+            page = parse_workspace_list(self._json(response), offset=offset)
+            if not page:
+                return workspaces
+            fresh = [w for w in page if w.id not in seen]
+            if not fresh:
+                raise PaginationError(
+                    "GET /workspaces repeats workspaces already listed: the server ignores offset",
+                    offset=offset,
+                )
+            seen.update(w.id for w in fresh)
+            workspaces.extend(fresh)
+            offset += len(page)
+        raise PaginationError(
+            f"GET /workspaces did not end within {self.settings.max_pages} pages", offset=offset
+        )
+
+    @contextmanager
+    def _scrubbed_errors(self) -> Iterator[None]:
+        """Let ApiErrors out only with every echo of the key scrubbed from their text."""
+        try:
+            yield
+        except ApiError as exc:
+            exc.message = scrub(exc.message, self._key.reveal())
+            exc.args = (exc.message,)
+            raise
+
+    # -- one request, retried --------------------------------------------------
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        # The rate limit is waited for outside the slot, so a sleeper blocks nobody.
+        self._rate.wait()
+        with self._slots:
+            with self._lock:
+                self.stats.requests += 1
+            yield
+
+    def _get(
+        self, path: str, params: dict[str, Any], *, missing_ok: bool = False
+    ) -> httpx.Response | None:
+        """GET with retries; None for a 404 when ``missing_ok``."""
+        started = self._monotonic()
+        for attempt in range(1, self.settings.max_attempts + 1):
+            failure: Exception | None = None
+            wait: float | None = None
+            try:
+                with self._slot():
+                    response = self._http.get(path, params=params)
+            except httpx.TimeoutException as exc:
+                problem, failure = f"no answer within {self.settings.timeout_seconds:g}s", exc
+            except httpx.TransportError as exc:
+                problem, failure = f"connection failed ({type(exc).__name__})", exc
+            else:
+                status = response.status_code
+                if status == 200:
+                    return response
+                if status == 404 and missing_ok:
+                    return None
+                if status in (401, 403):
+                    raise AuthError(
+                        f"the management API refused the management key (HTTP {status}); "
+                        "check that it is a valid, unexpired management key"
+                    )
+                problem = f"HTTP {status}{self._server_message(response)}"
+                if status not in RETRYABLE_STATUSES:
+                    raise ApiStatusError(f"GET /{path}: {problem}", status=status)
+                if status == 429:
+                    asked = retry_after_seconds(response)
+                    if asked is not None:
+                        wait = min(asked, self.settings.max_retry_after_seconds)
+            delay = wait if wait is not None else self._backoff(attempt)
+            elapsed = self._monotonic() - started
+            out_of_time = elapsed + delay > self.settings.retry_deadline_seconds
+            if attempt == self.settings.max_attempts or out_of_time:
+                message = (
+                    f"GET /{path}: gave up after {attempt} attempts in {elapsed:.1f}s: {problem}"
+                )
+                if failure is not None:
+                    raise ApiUnavailableError(message) from failure
+                raise ApiStatusError(message, status=response.status_code)
+            with self._lock:
+                self.stats.retries += 1
+            log.warning(
+                "GET /%s: %s; retrying in %.1fs (attempt %d)", path, problem, delay, attempt
+            )
+            self._sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (attempt - 1))
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter"
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return parse_json(response.content)
+        except (ValueError, RecursionError) as exc:
+            raise PayloadError(
+                f"the response is not valid JSON ({len(response.content)} bytes): {exc}"[:300]
+            ) from exc
+
+    def _server_message(self, response: httpx.Response) -> str:
+        """The server's ``error.message``, short, and scrubbed of the key in any form."""
+        try:
+            message = parse_json(response.content)["error"]["message"]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            return ""
+        if not isinstance(message, str):
+            return ""
+        # Scrubbed before it is cut short, so the cut cannot leave part of an echo behind.
+        return ": " + scrub(message, self._key.reveal())[:200]

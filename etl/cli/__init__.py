@@ -1,0 +1,1 @@
+"""The keyledger command line: parses options, calls the library, prints results."""

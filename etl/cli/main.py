@@ -1,0 +1,342 @@
+"""The ``keyledger`` command: parse options, build settings, call the library, report.
+
+No SQL, no HTTP and no retry logic here; errors map to the exit codes of DESIGN.md:
+0 everything synced, 1 failure, 2 usage error, 3 partial, 4 locked.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from etl import __version__
+from etl.api.client import OpenRouterClient
+from etl.api.extract import WorkspaceTally, iter_workspace, resolve_workspaces
+from etl.api.records import dump_json
+from etl.cli.memory import limit_heap_growth
+from etl.cli.simulate import simulate
+from etl.core.config import Settings, load_database_url, load_settings
+from etl.core.errors import ConfigError, KeyledgerError
+from etl.core.redact import RedactingFilter
+from etl.demo import DEFAULT_DEMO_DATABASE, reset_demo_database, run_demo
+from etl.reports.build import build_report
+from etl.reports.chart import CHART_SUFFIXES, write_chart
+from etl.reports.formats import FORMATS
+from etl.store.database import check_connection, make_engine
+from etl.store.migrations import MigrationLockedError, check_current, upgrade
+from etl.sync import run_sync
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 4
+# Scrubs every management key from every log line; keys are added once they are loaded.
+LOG_REDACTION = RedactingFilter()
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    """Print one line to stderr and exit with ``code``."""
+    click.echo(f"keyledger: error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="keyledger")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+def cli(verbose: int) -> None:
+    """keyledger: an exact, queryable SQL ledger of OpenRouter API keys and their spend."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # On the handlers, not a logger: records of library loggers (httpx and httpcore log
+    # at DEBUG, exceptions with header values included) propagate to them unfiltered.
+    for handler in logging.getLogger().handlers:
+        if LOG_REDACTION not in handler.filters:
+            handler.addFilter(LOG_REDACTION)
+    if not verbose:
+        # After a lost connection psycopg also warns "error ignored terminating
+        # <Pipeline>"; keyledger reports the loss itself, in its one error line.
+        logging.getLogger("psycopg").setLevel(logging.ERROR)
+
+
+cli.add_command(simulate)
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="TOML settings file (default ./keyledger.toml, or $KEYLEDGER_CONFIG).",
+)
+workspace_option = click.option(
+    "--workspace",
+    "workspaces",
+    multiple=True,
+    metavar="ID",
+    help='Only this workspace ("default" or a UUID); repeatable.',
+)
+
+
+database_option = click.option(
+    "--database-url",
+    metavar="URL",
+    help="SQLAlchemy database URL (default sqlite:///keyledger.db, or $KEYLEDGER_DATABASE_URL).",
+)
+
+
+def build_settings(
+    config_path: str | None, workspaces: tuple[str, ...], database_url: str | None = None
+) -> Settings:
+    """Settings from file and environment, or exit 1 with the one-line reason."""
+    try:
+        settings = load_settings(config_path, workspaces=workspaces, database_url=database_url)
+    except ConfigError as exc:
+        fail(str(exc))
+    for account in settings.accounts:
+        LOG_REDACTION.protect(account.management_key.reveal())
+    return settings
+
+
+@cli.command()
+@config_option
+@database_option
+@workspace_option
+@click.option("--dry-run", is_flag=True, help="Fetch and report what would change; write nothing.")
+@click.option("--migrate", is_flag=True, help="Upgrade an old database schema first.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="Wait up to this long for workspaces another run is syncing (default: skip them).",
+)
+def sync(
+    config_path: str | None,
+    database_url: str | None,
+    workspaces: tuple[str, ...],
+    dry_run: bool,
+    migrate: bool,
+    wait_seconds: float,
+) -> None:
+    """One sync run: every key of every configured workspace into the database."""
+    settings = build_settings(config_path, workspaces, database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        check_connection(engine)
+        if migrate:
+            upgrade(engine)
+        check_current(engine)
+        result = run_sync(engine, settings, dry_run=dry_run, wait_seconds=wait_seconds)
+    except KeyledgerError as exc:
+        fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
+    finally:
+        engine.dispose()
+    for workspace in result.workspaces:
+        if workspace.status != "ok":
+            click.echo(
+                f"keyledger: workspace {workspace.workspace_id} ({workspace.account}) "
+                f"{workspace.status}: {workspace.error}",
+                err=True,
+            )
+    if result.error is not None:
+        click.echo(f"keyledger: error: {result.error}", err=True)
+    click.echo(result.summary(), err=True)
+    codes = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "locked": EXIT_LOCKED}
+    sys.exit(codes.get(result.status, EXIT_FAILURE))
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@config_option
+@database_option
+def db_upgrade(config_path: str | None, database_url: str | None) -> None:
+    """Apply every pending migration (works from any directory)."""
+    try:
+        url = load_database_url(config_path, database_url=database_url)
+        engine = make_engine(url)
+        try:
+            check_connection(engine)
+            upgrade(engine)
+        finally:
+            engine.dispose()  # a failed upgrade too: no session left for the GC to find
+    except KeyledgerError as exc:
+        fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
+    click.echo("keyledger: database schema is up to date", err=True)
+
+
+@cli.command()
+@config_option
+@workspace_option
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["summary", "jsonl"]),
+    default="summary",
+    show_default=True,
+    help="jsonl: print every key as one JSON line (exact numbers) on stdout.",
+)
+def extract(config_path: str | None, workspaces: tuple[str, ...], output_format: str) -> None:
+    """Read every key of every configured workspace from the API; write no database."""
+    settings = build_settings(config_path, workspaces)
+    started = time.monotonic()
+    tallies: list[WorkspaceTally] = []
+    try:
+        for account in settings.accounts:
+            with OpenRouterClient(account.client, account.management_key) as client:
+                for workspace in resolve_workspaces(client, account.workspaces):
+                    tally = WorkspaceTally(workspace)
+                    tallies.append(tally)
+                    for page in iter_workspace(client, workspace, tally):
+                        if output_format == "jsonl":
+                            for record in page.records:
+                                click.echo(dump_json(dict(record.raw)))
+    except KeyledgerError as exc:
+        fail(str(exc))
+    failed = [t for t in tallies if t.error is not None]
+    for tally in failed:
+        click.echo(f"keyledger: workspace {tally.workspace.id} failed: {tally.error}", err=True)
+    click.echo(
+        f"extract: {len(tallies) - len(failed)} workspaces ok, {len(failed)} failed; "
+        f"{sum(t.keys for t in tallies)} keys in {sum(t.pages for t in tallies)} pages; "
+        f"{time.monotonic() - started:.1f}s",
+        err=True,
+    )
+    if failed:
+        sys.exit(EXIT_PARTIAL if len(failed) < len(tallies) else EXIT_FAILURE)
+
+
+@cli.command()
+@click.option(
+    "--database-url",
+    metavar="URL",
+    help="Load into this (new, empty) database instead of ./keyledger-demo.db, which "
+    "is replaced on every run.",
+)
+@click.option(
+    "--nights",
+    type=click.IntRange(1, 366),
+    default=7,
+    show_default=True,
+    help="Simulated nights of syncs.",
+)
+@click.option("--seed", type=int, default=42, show_default=True, help="Simulator seed.")
+def demo(database_url: str | None, nights: int, seed: int) -> None:
+    """Run the bundled simulator and several simulated nights of syncs, then show the data."""
+    if database_url is None:
+        reset_demo_database(Path(DEFAULT_DEMO_DATABASE))
+        database_url = f"sqlite:///{DEFAULT_DEMO_DATABASE}"
+    try:
+        run_demo(database_url, nights=nights, seed=seed, echo=click.echo)
+    except KeyledgerError as exc:
+        fail(str(exc))
+
+
+def chart_path(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    """Accept only a .png or .svg file name for ``--output``."""
+    if value is not None and value.suffix.lower() not in CHART_SUFFIXES:
+        raise click.BadParameter("the chart file must end in .png or .svg")
+    return value
+
+
+@cli.command()
+@config_option
+@database_option
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="UTC days in the window, which ends at the latest day the ledger has synced.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many keys to list by spend.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(list(FORMATS)),
+    default="table",
+    show_default=True,
+    help="table for people; csv or json for programs (structures above).",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    callback=chart_path,
+    metavar="FILE.png|FILE.svg",
+    help='Also draw daily spend per workspace to this file (needs "keyledger[report]").',
+)
+def report(
+    config_path: str | None,
+    database_url: str | None,
+    days: int,
+    top: int,
+    output_format: str,
+    output: Path | None,
+) -> None:
+    """Spend per workspace, top keys and keys near their limit over the last N days.
+
+    Reads only the analysis views (what a BI tool sees). Unknown days show as '·' in
+    the daily bars.
+
+    \b
+    json: {"window": {"start", "end", "days"},
+           "workspaces": [{"workspace_id", "name", "total_usd", "unknown_days",
+                           "partial_days", "daily": [{"day", "spend_usd",
+                           "unknown_keys"}]}],
+           "top_keys": [{"key_hash", "name", "workspace_id", "workspace_name",
+                         "spend_usd", "unknown_days"}],
+           "near_limit": [{"key_hash", "name", "workspace_id", "workspace_name",
+                           "credit_limit", "limit_remaining", "utilization",
+                           "limit_reset", "days_until_limit", "projected_limit_date"}],
+     "near_limit_more": N}
+    Money is an exact decimal string; null means unknown (a key's name is null once
+    it is deleted). A total is the sum of the known days (null when none is known):
+    with unknown_days or partial_days (days whose sum leaves out unknown_keys keys)
+    above 0 it is a lower bound. near_limit holds the --top most urgent keys;
+    near_limit_more counts the rest. Dates are YYYY-MM-DD (UTC).
+
+    \b
+    csv: one header, then one row per record: record, workspace_id, workspace_name,
+    key_hash, key_name, day, spend_usd, unknown_days, unknown_keys, partial_days,
+    credit_limit, limit_remaining, utilization, limit_reset, days_until_limit,
+    projected_limit_date. record is workspace_day, workspace_total (spend_usd holds
+    the total), top_key or near_limit; an empty cell is unknown or does not apply to
+    the record.
+
+    The table rounds money to 1/100 of a cent, shows unknown as '—' and marks a
+    total that leaves out unknown days or keys with '≥'; csv and json keep every
+    digit.
+    """
+    try:
+        url = load_database_url(config_path, database_url=database_url)
+        engine = make_engine(url)
+        try:
+            check_connection(engine)
+            check_current(engine)
+            with engine.connect() as connection:
+                summary = build_report(connection, days=days, top=top)
+        finally:
+            engine.dispose()
+        if output is not None:
+            write_chart(summary, output)
+    except KeyledgerError as exc:
+        fail(str(exc))
+    click.echo(FORMATS[output_format](summary), nl=False)
+    if output is not None:
+        click.echo(f"keyledger: wrote the chart to {output}", err=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    limit_heap_growth()  # before any fetch thread exists
+    cli(prog_name="keyledger")

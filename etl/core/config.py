@@ -1,0 +1,421 @@
+"""Settings: the TOML file plus the environment, validated once, then frozen.
+
+This is the only module that reads the environment. Every problem is reported as one
+line naming the file (or variable), the setting and what is expected.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+import sys
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from etl.core.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    # mypy checks as 3.10 (pyproject) even where tomli is not installed.
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+DEFAULT_DATABASE_URL = "sqlite:///keyledger.db"
+DEFAULT_KEY_ENV = "OPENROUTER_MANAGEMENT_KEY"
+DEFAULT_CONFIG_FILE = "keyledger.toml"
+DEFAULT_WORKSPACE = "default"
+
+
+class Secret:
+    """A string that never shows itself in repr, str, logs or tracebacks.
+
+    It must be sendable in an HTTP header: a value with a line break, another control
+    character or a non-ASCII character is refused here, before any request, because
+    httpx would fail on it later with the whole header value in its error (retried,
+    and logged at DEBUG) or with a long UnicodeEncodeError traceback.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        problem = header_problem(value)
+        if problem is not None:
+            raise ValueError(problem)  # the message describes the value, never quotes it
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself: call only where it is sent to the API."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def header_problem(value: str) -> str | None:
+    """Why ``value`` cannot be sent in an HTTP header, without quoting it; None if it can."""
+    for position, char in enumerate(value, start=1):
+        if char in "\r\n":
+            kind = "a line break"
+        elif char == "\ufeff":
+            kind = "a byte-order mark (saved by some editors)"
+        elif not char.isascii():
+            kind = "a non-ASCII character"
+        elif not char.isprintable():  # ASCII: 0x00-0x1F and DEL
+            kind = "a control character"
+        else:
+            continue
+        return (
+            f"holds {kind} at character {position} of {len(value)}, which cannot be sent "
+            "in an HTTP header"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How keyledger talks to the management API of one account."""
+
+    base_url: str = DEFAULT_BASE_URL
+    requests_per_second: float = 10.0
+    concurrency: int = 4
+    timeout_seconds: float = 30.0
+    max_attempts: int = 6
+    retry_deadline_seconds: float = 300.0
+    max_retry_after_seconds: float = 120.0
+    max_pages: int = 100_000
+    # How far past a workspace's last successful sync the server's clock may be before
+    # the run is refused (etl/server_clock.py): a monthly cadence plus a few days.
+    max_clock_jump_days: float = 35.0
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    """A workspace named in the configuration: "default" or a UUID, with an optional name."""
+
+    id: str
+    name: str | None = None
+    slug: str | None = None  # known only when listed through /workspaces
+
+
+@dataclass(frozen=True)
+class Account:
+    """One management key and the workspaces it should sync (None = every workspace)."""
+
+    name: str
+    management_key: Secret = field(repr=False)
+    workspaces: tuple[WorkspaceSpec, ...] | None
+    client: ClientSettings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs, validated."""
+
+    database_url: str
+    accounts: tuple[Account, ...]
+    config_path: Path | None = None
+
+
+_CLIENT_NUMBERS: dict[str, type] = {
+    "requests_per_second": float,
+    "concurrency": int,
+    "timeout_seconds": float,
+    "max_attempts": int,
+    "retry_deadline_seconds": float,
+    "max_retry_after_seconds": float,
+    "max_pages": int,
+    "max_clock_jump_days": float,
+}
+_ACCOUNT_SETTINGS = frozenset(
+    {"name", "base_url", "management_key_env", "management_key_file", "workspaces"}
+    | set(_CLIENT_NUMBERS)
+)
+_TOP_SETTINGS = frozenset({"database_url", "openrouter", "accounts"})
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    database_url: str | None = None,
+    workspaces: tuple[str, ...] = (),
+) -> Settings:
+    """Build settings from the config file (if any), the environment and CLI overrides."""
+    env = os.environ if env is None else env
+    path = _config_path(config_path, env)
+    where = str(path) if path else "environment"
+    data = _read_toml(path) if path else {}
+    for key in data:
+        if key not in _TOP_SETTINGS:
+            raise ConfigError(
+                f"{where}: unknown setting '{key}' (a typo?); expected one of "
+                f"{', '.join(sorted(_TOP_SETTINGS))}"
+            )
+    url = database_url or env.get("KEYLEDGER_DATABASE_URL") or data.get("database_url")
+    url = _string(url if url is not None else DEFAULT_DATABASE_URL, where, "database_url")
+    _check_database_url(url, where)
+
+    tables: list[tuple[str, Mapping[str, Any]]] = []
+    if "openrouter" in data or "accounts" not in data:
+        tables.append(("[openrouter]", _table(data.get("openrouter", {}), where, "[openrouter]")))
+    accounts_data = data.get("accounts", [])
+    if not isinstance(accounts_data, list):
+        raise ConfigError(f"{where}: 'accounts' should be [[accounts]] tables")
+    for index, table in enumerate(accounts_data):
+        tables.append((f"[[accounts]] #{index + 1}", _table(table, where, "[[accounts]]")))
+    accounts = []
+    for position, (section, table) in enumerate(tables):
+        accounts.append(_account(table, env, where, section, first=position == 0))
+    if workspaces:
+        chosen = tuple(_workspace(w, "--workspace", "workspace") for w in workspaces)
+        accounts = [Account(a.name, a.management_key, chosen, a.client) for a in accounts]
+    return Settings(database_url=url, accounts=tuple(accounts), config_path=path)
+
+
+def load_database_url(
+    config_path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    database_url: str | None = None,
+) -> str:
+    """Only the database URL (for migrations: no management key needed)."""
+    env = os.environ if env is None else env
+    path, data = _read_config(config_path, env)
+    return _database_url(data, env, database_url, str(path) if path else "environment")
+
+
+def _read_config(
+    config_path: str | Path | None, env: Mapping[str, str]
+) -> tuple[Path | None, dict[str, Any]]:
+    path = _config_path(config_path, env)
+    data = _read_toml(path) if path else {}
+    for key in data:
+        if key not in _TOP_SETTINGS:
+            raise ConfigError(
+                f"{path}: unknown setting '{key}' (a typo?); expected one of "
+                f"{', '.join(sorted(_TOP_SETTINGS))}"
+            )
+    return path, data
+
+
+def _database_url(
+    data: Mapping[str, Any], env: Mapping[str, str], override: str | None, where: str
+) -> str:
+    url = override or env.get("KEYLEDGER_DATABASE_URL") or data.get("database_url")
+    url = _string(url if url is not None else DEFAULT_DATABASE_URL, where, "database_url")
+    _check_database_url(url, where)
+    return url
+
+
+def _config_path(explicit: str | Path | None, env: Mapping[str, str]) -> Path | None:
+    chosen = explicit or env.get("KEYLEDGER_CONFIG")
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data: dict[str, Any] = tomllib.load(handle)
+            return data
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _table(value: Any, where: str, section: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {section} should be a table")
+    for key in value:
+        if key not in _ACCOUNT_SETTINGS:
+            raise ConfigError(
+                f"{where}: {section} unknown setting '{key}' (a typo?); expected one of "
+                f"{', '.join(sorted(_ACCOUNT_SETTINGS))}"
+            )
+    return value
+
+
+def _string(value: Any, where: str, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: '{name}' should be a non-empty string")
+    return value.strip()
+
+
+def _check_database_url(url: str, where: str) -> None:
+    from sqlalchemy.engine import make_url  # deferred: config stays cheap to import
+
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # SQLAlchemy raises ArgumentError; the text may hold the URL
+        raise ConfigError(
+            f"{where}: 'database_url' is not a database URL "
+            "(expected e.g. sqlite:///keyledger.db or postgresql+psycopg://user@host/db)"
+        ) from exc
+    if parsed.host and "@" in parsed.host:
+        # SQLAlchemy ends the password at its first '@' and takes the rest for the host:
+        # the connection could only fail, and the driver's error would name that "host".
+        raise ConfigError(
+            f"{where}: 'database_url' has an '@' in its password (or user name); "
+            "write each '@' there as %40"
+        )
+
+
+def _account(
+    table: Mapping[str, Any], env: Mapping[str, str], where: str, section: str, *, first: bool
+) -> Account:
+    name = _string(table.get("name", "default"), where, f"{section} name")
+    # Environment overrides belong to the short form: the first (usually only) account.
+    overrides = env if first else {}
+    base_url = overrides.get("OPENROUTER_BASE_URL") or table.get("base_url", DEFAULT_BASE_URL)
+    base_url = _string(base_url, where, f"{section} base_url").rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: {section} base_url should start with http:// or https://")
+    numbers: dict[str, Any] = {}
+    for key, kind in _CLIENT_NUMBERS.items():
+        if key in table:
+            numbers[key] = _positive(table[key], kind, where, f"{section} {key}")
+    jump = overrides.get("KEYLEDGER_MAX_CLOCK_JUMP_DAYS")
+    if jump:
+        numbers["max_clock_jump_days"] = _positive(
+            _env_number(jump), float, "KEYLEDGER_MAX_CLOCK_JUMP_DAYS", "max_clock_jump_days"
+        )
+    workspaces = _workspaces(table.get("workspaces", "all"), where, section)
+    env_workspaces = overrides.get("KEYLEDGER_WORKSPACES")
+    if env_workspaces:
+        workspaces = tuple(
+            _workspace(w.strip(), "KEYLEDGER_WORKSPACES", "workspace")
+            for w in env_workspaces.split(",")
+            if w.strip()
+        )
+    return Account(
+        name=name,
+        management_key=_management_key(table, env, overrides, where, section),
+        workspaces=workspaces,
+        client=ClientSettings(base_url=base_url, **numbers),
+    )
+
+
+def _positive(value: Any, kind: type, where: str, name: str) -> float | int:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        ok = ok and isinstance(value, int)
+    if not ok or value <= 0:
+        noun = "a positive whole number" if kind is int else "a positive number"
+        raise ConfigError(f"{where}: '{name}' should be {noun}, got {value!r}")
+    return kind(value)  # type: ignore[no-any-return]
+
+
+def _env_number(value: str) -> float | str:
+    """A number from an environment variable; the text itself when it is not one (so
+    the error names what was given)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return number if math.isfinite(number) else value
+
+
+def _workspaces(value: Any, where: str, section: str) -> tuple[WorkspaceSpec, ...] | None:
+    if value == "all":
+        return None
+    if not isinstance(value, list) or not value:
+        raise ConfigError(
+            f'{where}: {section} workspaces should be "all" or a non-empty list of '
+            '"default", workspace UUIDs or {id = "<uuid>", name = "..."} tables'
+        )
+    specs = []
+    for item in value:
+        if isinstance(item, dict):
+            unknown = set(item) - {"id", "name"}
+            if unknown or "id" not in item:
+                raise ConfigError(
+                    f'{where}: {section} workspaces entries should be {{id = "<uuid>", '
+                    'name = "..."}'
+                )
+            spec = _workspace(item["id"], where, f"{section} workspaces")
+            label = item.get("name")
+            specs.append(
+                WorkspaceSpec(
+                    spec.id, _string(label, where, "workspace name") if label is not None else None
+                )
+            )
+        else:
+            specs.append(_workspace(item, where, f"{section} workspaces"))
+    return tuple(specs)
+
+
+def _workspace(value: Any, where: str, name: str) -> WorkspaceSpec:
+    if value == DEFAULT_WORKSPACE:
+        return WorkspaceSpec(DEFAULT_WORKSPACE)
+    try:
+        return WorkspaceSpec(str(uuid.UUID(str(value))))
+    except ValueError:
+        raise ConfigError(
+            f'{where}: {name} {str(value)[:60]!r} is not "default" or a workspace UUID'
+        ) from None
+
+
+def _management_key(
+    table: Mapping[str, Any],
+    env: Mapping[str, str],
+    overrides: Mapping[str, str],
+    where: str,
+    section: str,
+) -> Secret:
+    key_file = table.get("management_key_file") or overrides.get("OPENROUTER_MANAGEMENT_KEY_FILE")
+    if key_file:
+        return _read_key_file(
+            Path(_string(key_file, where, f"{section} management_key_file")), where, section
+        )
+    var = _string(
+        table.get("management_key_env", DEFAULT_KEY_ENV), where, f"{section} management_key_env"
+    )
+    value = env.get(var, "").strip()
+    if not value:
+        raise ConfigError(
+            f"{where}: {section} management key: environment variable {var} is not set "
+            "(set it, or point management_key_file at a file holding the key)"
+        )
+    return _secret(value, f"{where}: {section} management key: environment variable {var}")
+
+
+def _read_key_file(path: Path, where: str, section: str) -> Secret:
+    try:
+        mode = path.stat().st_mode
+        if mode & stat.S_IROTH:
+            raise ConfigError(
+                f"{where}: {section} management_key_file {path} is readable by other users; "
+                f"run: chmod o-r {path}"
+            )
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"{where}: {section} management_key_file {path} cannot be read: {exc.strerror}"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: {section} management_key_file {path} is not text") from exc
+    if not value:
+        raise ConfigError(f"{where}: {section} management_key_file {path} is empty")
+    return _secret(value, f"{where}: {section} management_key_file {path}")
+
+
+def _secret(value: str, source: str) -> Secret:
+    try:
+        return Secret(value)
+    except ValueError as exc:
+        # from None: the chained ValueError adds nothing, and a traceback of it would
+        # show the line that built the Secret, not the source to fix.
+        raise ConfigError(f"{source} {exc}") from None

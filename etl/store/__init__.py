@@ -1,0 +1,1 @@
+"""The database side: engines, migrations, locks, the run ledger, key loading, history."""

@@ -1,0 +1,94 @@
+"""Engines: one place that knows each backend's connection quirks."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from etl.core.errors import LoadError
+
+# libpq and PyMySQL also take a password as a query parameter.
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&]*", re.IGNORECASE)
+
+
+def masked(url: str) -> str:
+    """The URL with its password replaced by ***, whatever characters it holds.
+
+    Worked on the text, not on SQLAlchemy's parse: that parse ends the password at
+    its first '@', so an unencoded '@' in it left the rest of the password in the
+    host, and in the "masked" URL. Here everything from the user name's ':' to the
+    last '@' is masked (a host never holds '@'; over-masking beats showing any of it).
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return "***"  # not a URL: no part of it is known to be safe to show
+    if not rest.startswith("/") and "@" in rest:  # "sqlite:///x@y.db" has no user part
+        user_part, _, host_part = rest.rpartition("@")
+        user, colon, _password = user_part.partition(":")
+        if colon:
+            rest = f"{user}:***@{host_part}"
+    return f"{scheme}://{_QUERY_PASSWORD.sub(lambda found: found.group(1) + '***', rest)}"
+
+
+def make_engine(url: str, **options: Any) -> Engine:
+    """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        # Waiting on a busy database beats failing: BI readers may hold it briefly.
+        options.setdefault("connect_args", {"timeout": 30})
+    else:
+        options.setdefault("pool_pre_ping", True)
+    if parsed.get_backend_name() == "mysql":
+        # As PostgreSQL does by default: InnoDB's REPEATABLE READ takes gap locks on
+        # every row an UPDATE scans, which made concurrent runs wait on (or deadlock
+        # with) each other over the ledger. Workspace atomicity needs only commits.
+        options.setdefault("isolation_level", "READ COMMITTED")
+    engine = create_engine(parsed, **options)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Python's sqlite3 module starts and ends transactions on its own and breaks
+    # SAVEPOINTs and transactional DDL; take that job back, as SQLAlchemy's pysqlite
+    # documentation recommends ("Serializable isolation / Savepoints / Transactional DDL").
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the nightly writer
+    cursor.close()
+
+
+WRITE = {"keyledger_write": True}  # execution options of a connection that will write
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # A deferred transaction that reads, then writes, fails at once (SQLITE_BUSY) when
+    # another process wrote in between; IMMEDIATE takes the write lock up front and
+    # waits for it (busy timeout) instead. Read-only connections stay deferred.
+    immediate = connection.get_execution_options().get("keyledger_write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once, or raise a LoadError naming the (masked) database."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        first = reason[0] if reason else type(exc).__name__
+        password = engine.url.password
+        if isinstance(password, str) and len(password) >= 4:
+            # Drivers do not usually repeat the password, but nothing promises it. Shorter
+            # ones are left: replacing every "ab" would garble the one line we print.
+            first = first.replace(password, "***")
+        raise LoadError(
+            f"cannot connect to {masked(engine.url.render_as_string(hide_password=False))}: {first}"
+        ) from exc

@@ -1,0 +1,188 @@
+"""etl.store.bulk writes exactly what SQLAlchemy's own executemany writes, on every backend."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, Float, insert, select, text
+
+from etl.store import bulk
+from models import ApiKey, DailyKeySpend, WorkspaceDay
+from tests.helpers import as_stored
+
+UTC = timezone.utc
+AMOUNTS = [
+    Decimal("0.30000000000000004"),
+    Decimal("1E-9"),
+    Decimal("12345678901234567890.0123456789012345"),
+    Decimal("0"),
+    Decimal("-2.50"),
+    Decimal("1E-30"),
+]
+MOMENTS = [
+    datetime(2026, 11, 28, 0, 0, tzinfo=UTC),  # no microseconds: still written with six
+    datetime(2026, 11, 28, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2026, 11, 28, 1, 30, 0, 5, tzinfo=timezone(timedelta(hours=-5))),  # not UTC
+    datetime(1999, 1, 1, 12, 0, 0, 123000, tzinfo=UTC),
+]
+
+
+def key_rows(prefix: str) -> list[dict[str, Any]]:
+    rows = []
+    for n, (amount, moment) in enumerate(zip(AMOUNTS, MOMENTS * 2, strict=False)):
+        rows.append(
+            {
+                "hash": f"{prefix}{n}",
+                "workspace_id": "ws-1",
+                "name": 'it\'s a "quoted" 100% 🚀 name',
+                "label": "sk-or-v1-0e6...1c96",
+                "disabled": n % 2 == 0,
+                "credit_limit": None if n == 3 else amount,
+                "limit_remaining": amount,
+                "limit_reset": None if n % 2 else "daily",
+                "include_byok_in_limit": n % 3 == 0,
+                "usage": amount,
+                "usage_daily": amount,
+                "usage_weekly": amount,
+                "usage_monthly": amount,
+                "byok_usage": amount,
+                "byok_usage_daily": amount,
+                "byok_usage_weekly": amount,
+                "byok_usage_monthly": amount,
+                "created_at": moment,
+                "updated_at": None if n == 1 else moment,
+                "creator_user_id": None,
+                "expires_at": moment,
+                "last_used_at": None,
+                "external_user": "user-\\x",
+                "raw_json": '{"a":1}',
+                "first_seen_at": moment,
+                # The same instant as row 2's, written in UTC: one text for both.
+                "changed_at": MOMENTS[2].astimezone(UTC) if n == 5 else moment,
+                "deleted_at": None if n else moment,
+            }
+        )
+    return rows
+
+
+def spend_rows(prefix: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "key_hash": f"{prefix}{n}",
+            "day": date(2026, 11, 27) - timedelta(days=n),
+            "workspace_id": "ws-1",
+            "spend_usd": None if n == 2 else amount,
+            "byok_spend_usd": amount,
+        }
+        for n, amount in enumerate(AMOUNTS)
+    ]
+
+
+def day_rows(workspace: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "workspace_id": workspace,
+            "day": date(2026, 11, 20) + timedelta(days=n),
+            "observed": n % 2 == 0,
+            "first_observed_at": moment if n % 2 == 0 else None,
+            "next_day_observed": n == 1,
+            "gap_since": None if n % 2 == 0 else date(2026, 11, 19),
+        }
+        for n, moment in enumerate(MOMENTS)
+    ]
+
+
+def stored(engine: Engine, table: str, order: str) -> list[tuple[Any, ...]]:
+    """Rows as the driver returns them: no SQLAlchemy type processing."""
+    with engine.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.exec_driver_sql(f"SELECT * FROM {table} ORDER BY {order}")
+        ]
+
+
+def test_bulk_and_sqlalchemy_store_identical_values(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(insert(ApiKey), key_rows("orm-"))
+        bulk.upsert_rows(connection, ApiKey, ["hash"], key_rows("bulk-"), keep=["first_seen_at"])
+        connection.execute(insert(DailyKeySpend), spend_rows("orm-"))
+        bulk.upsert_rows(connection, DailyKeySpend, ["key_hash", "day"], spend_rows("bulk-"))
+        connection.execute(insert(WorkspaceDay), day_rows("orm"))
+        bulk.insert_rows(connection, WorkspaceDay, day_rows("bulk"))
+
+    for table, order in [
+        ("api_keys", "hash"),
+        ("daily_key_spend", "key_hash"),
+        ("workspace_days", "workspace_id, day"),
+    ]:
+        # The first column names the path ("orm-..." / "bulk-..."); the rest must match.
+        by_path: dict[str, list[tuple[Any, ...]]] = {"bulk": [], "orm": []}
+        for row in stored(engine, table, order):
+            by_path[str(row[0]).split("-")[0]].append(row[1:])
+        assert by_path["bulk"] == by_path["orm"], table
+        assert len(by_path["bulk"]) >= 4
+
+    # And the typed read gives back what was written: exactly, or on SQLite the
+    # nearest double (the same amount but for the one with 37 significant digits).
+    with engine.connect() as connection:
+        keys = {k.hash: k for k in connection.execute(select(ApiKey))}
+    for row in key_rows("bulk-"):
+        for column, value in row.items():
+            if isinstance(value, Decimal):
+                value = as_stored(value, engine)
+            assert getattr(keys[row["hash"]], column) == value, (row["hash"], column)
+
+
+def test_bulk_upsert_updates_all_but_kept_columns(engine: Engine) -> None:
+    first, second = key_rows("k-")[:2], key_rows("k-")[:2]
+    for row in second:
+        row.update(name="renamed", usage=Decimal("9.75"), first_seen_at=MOMENTS[3])
+    with engine.begin() as connection:
+        bulk.upsert_rows(connection, ApiKey, ["hash"], first, keep=["first_seen_at"])
+        bulk.upsert_rows(connection, ApiKey, ["hash"], second, keep=["first_seen_at"])
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(ApiKey.name, ApiKey.usage, ApiKey.first_seen_at).order_by(ApiKey.hash)
+        ).all()
+    assert rows == [("renamed", Decimal("9.75"), r["first_seen_at"]) for r in first]
+
+
+def test_naive_datetime_is_refused(engine: Engine) -> None:
+    row = key_rows("n-")[0]
+    row["created_at"] = datetime(2026, 11, 28)
+    with engine.begin() as connection, pytest.raises(ValueError, match="naive datetime"):
+        bulk.insert_rows(connection, ApiKey, [row])
+
+
+def test_a_type_without_a_conversion_is_refused_before_writing(engine: Engine) -> None:
+    with pytest.raises(TypeError, match="no conversion"):
+        bulk._converter(Float(), engine.dialect)
+
+
+def test_nothing_to_write_runs_no_statement(engine: Engine) -> None:
+    with engine.begin() as connection:
+        bulk.insert_rows(connection, ApiKey, [])
+        bulk.upsert_rows(connection, ApiKey, ["hash"], [])
+        assert connection.scalar(text("SELECT COUNT(*) FROM api_keys")) == 0
+
+
+def test_money_compares_as_numbers_in_plain_sql(engine: Engine) -> None:
+    # TEXT money on SQLite once sorted 9.97 above 32.71 and found "9.97" > "10".
+    # (k.usage, qualified: USAGE is a reserved word on MariaDB.)
+    rows = key_rows("m-")[:3]
+    for row, usage in zip(rows, ["9.97", "32.71", "0.30000000000000004"], strict=True):
+        row["usage"] = Decimal(usage)
+    with engine.begin() as connection:
+        bulk.insert_rows(connection, ApiKey, rows)
+        ordered = connection.execute(text("SELECT k.hash FROM api_keys k ORDER BY k.usage DESC"))
+        over = connection.scalar(text("SELECT COUNT(*) FROM api_keys k WHERE k.usage > 10"))
+        total = connection.scalar(text("SELECT SUM(k.usage) FROM api_keys k"))
+        if engine.dialect.name == "sqlite":
+            kinds = connection.scalars(text("SELECT DISTINCT typeof(k.usage) FROM api_keys k"))
+            assert list(kinds) == ["real"]
+    assert [h for (h,) in ordered] == ["m-1", "m-0", "m-2"]
+    assert over == 1
+    assert abs(Decimal(str(total)) - Decimal("42.98000000000000004")) < Decimal("1e-9")
