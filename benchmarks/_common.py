@@ -158,8 +158,8 @@ class SimulatorProcess:
     def warm_up(self) -> int:
         """Read every key once, unmeasured: the simulator renders each key's JSON on first
         request and caches it, so every measured run then finds the same warm server."""
-        from etl.api.client import OpenRouterClient
         from etl.core.config import ClientSettings, Secret
+        from etl.openrouter.client import OpenRouterClient
 
         settings = ClientSettings(base_url=self.base_url, requests_per_second=1e6, concurrency=8)
         keys = 0

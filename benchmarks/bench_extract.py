@@ -62,9 +62,9 @@ def _drain(client: Any, workspace_id: str, tally: _Tally) -> None:
 
 def worker(params: dict[str, Any]) -> None:
     """Extract once and emit wall time, counts and peak RSS."""
-    from etl.api.client import OpenRouterClient
     from etl.cli.memory import limit_heap_growth
     from etl.core.config import ClientSettings, Secret
+    from etl.openrouter.client import OpenRouterClient
 
     if params.get("tuned", True):
         limit_heap_growth()  # as the keyledger command does at start

@@ -124,8 +124,8 @@ class MainThreadSplit:
 
 def timed_client_factory(split: MainThreadSplit) -> Callable[[Any], Any]:
     """A run_sync client factory whose key listings report into ``split``."""
-    from etl.api.client import OpenRouterClient
     from etl.core.config import DEFAULT_WORKSPACE, Account
+    from etl.openrouter.client import OpenRouterClient
 
     class TimedClient(OpenRouterClient):
         def iter_key_pages(self, workspace_id: str = DEFAULT_WORKSPACE) -> Iterator[Any]:
@@ -477,12 +477,12 @@ WAITING = "waiting: idle threads, locks, futures, sleeps"
 DATABASE = "database driver: C calls (sqlite3 / psycopg / PyMySQL)"
 REDUMP = "raw_json re-serialising: records.dump_json, json.dumps"
 PARSE_JSON = "JSON parse: json.loads with Decimal numbers"
-RECORDS = "etl/api/records.py: parse_key and its field readers"
+RECORDS = "etl/openrouter/records.py: parse_key and its field readers"
 LOAD = "etl/store/loading.py, history.py, bulk.py: per-row Python"
 TYPES = "models/types.py: Money, UtcDateTime bind/result processing"
 SQLALCHEMY = "SQLAlchemy: statement building, compile cache, per-row binds"
-HTTP = "HTTP: httpx, httpcore, h11, sockets, etl/api/client.py"
-PAGINATION = "etl/api/paging.py"
+HTTP = "HTTP: httpx, httpcore, h11, sockets, etl/openrouter/client.py"
+PAGINATION = "etl/openrouter/paging.py"
 BUILTINS = "other C built-ins: str, dict, datetime, Decimal methods"
 OTHER = "other Python"
 _FETCHES = ("fetchone", "fetchmany", "fetchall")
@@ -508,12 +508,12 @@ def _category(path: str, name: str) -> str:
     if name == "dump_json" or "json/encoder.py" in path or (name == "dumps" and "json/" in path):
         return REDUMP
     rules = (
-        (("etl/api/records.py",), RECORDS),
+        (("etl/openrouter/records.py",), RECORDS),
         (("etl/store/loading.py", "etl/store/history.py", "etl/store/bulk.py"), LOAD),
         (("models/",), TYPES),
         (("/sqlalchemy/",), SQLALCHEMY),
-        (("/httpx/", "/httpcore/", "/h11/", "etl/api/client.py"), HTTP),
-        (("etl/api/paging.py",), PAGINATION),
+        (("/httpx/", "/httpcore/", "/h11/", "etl/openrouter/client.py"), HTTP),
+        (("etl/openrouter/paging.py",), PAGINATION),
     )
     for markers, label in rules:
         if any(m in path for m in markers):

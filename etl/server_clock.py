@@ -30,10 +30,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, func, select
 
-from etl.api.client import KeyLookup, OpenRouterClient
-from etl.api.paging import KeyPage
 from etl.core.config import DEFAULT_WORKSPACE
 from etl.core.errors import ServerClockError
+from etl.openrouter.client import KeyLookup, OpenRouterClient
+from etl.openrouter.paging import KeyPage
 from etl.store import runs
 from models import UsageSnapshot, Workspace
 

@@ -25,11 +25,11 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl import server_clock
-from etl.api.client import OpenRouterClient
-from etl.api.confirm import Confirmed, confirm_each, confirm_missing
-from etl.api.extract import resolve_workspaces
 from etl.core.config import DEFAULT_WORKSPACE, Account, Settings, WorkspaceSpec
 from etl.core.errors import ApiError, AuthError, LoadError
+from etl.openrouter.client import OpenRouterClient
+from etl.openrouter.confirm import Confirmed, confirm_each, confirm_missing
+from etl.openrouter.extract import resolve_workspaces
 from etl.store import history, loading, locks, runs
 from etl.store.database import WRITE
 

@@ -13,7 +13,7 @@ from sqlalchemy.types import TypeDecorator
 
 # MariaDB's widest DECIMAL; PostgreSQL's NUMERIC holds it too. 35 digits before the
 # point and 30 after are far beyond any USD amount the API can send as a double
-# (etl.api.records refuses amounts that would not fit).
+# (etl.openrouter.records refuses amounts that would not fit).
 MONEY_PRECISION, MONEY_SCALE = 65, 30
 
 

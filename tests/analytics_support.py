@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import Engine, select, text
 
-from etl.api.client import OpenRouterClient
 from etl.core.config import Account, ClientSettings, Secret, Settings
+from etl.openrouter.client import OpenRouterClient
 from etl.simulator.service import Simulator
 from etl.simulator.world import World
 from etl.sync import SyncResult, run_sync

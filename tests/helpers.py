@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
-from etl.api.records import dump_json
 from etl.core.config import ClientSettings, Secret
+from etl.openrouter.records import dump_json
 from models.types import money_as_stored
 
 SECRET = "sk-or-v1-TEST-SECRET-0123456789abcdef"

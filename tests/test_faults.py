@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from etl.api.client import OpenRouterClient
-from etl.api.records import parse_json
 from etl.core.config import Account, ClientSettings, Secret, Settings
+from etl.openrouter.client import OpenRouterClient
+from etl.openrouter.records import parse_json
 from etl.simulator.service import Faults, Simulator
 from etl.simulator.world import World
 from etl.sync import SyncResult, run_sync

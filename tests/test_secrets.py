@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine, MetaData, func, select
 
-from etl.api.client import OpenRouterClient
 from etl.core.errors import ApiStatusError, PayloadError
+from etl.openrouter.client import OpenRouterClient
 from etl.simulator.server import SimulatorServer
 from etl.simulator.service import ECHO_MODES, Faults, Simulator
 from etl.simulator.world import World

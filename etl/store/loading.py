@@ -26,7 +26,7 @@ from sqlalchemy import (
     update,
 )
 
-from etl.api.records import MONEY_FIELDS, KeyRecord, dump_json, parse_json
+from etl.openrouter.records import MONEY_FIELDS, KeyRecord, dump_json, parse_json
 from etl.store import bulk, history
 from models import ApiKey, SyncSeenKey, UsageSnapshot, Workspace
 from models.types import money_as_stored

@@ -18,9 +18,9 @@ from alembic import command as alembic_command
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from etl.api.records import parse_json
 from etl.cli.main import cli
 from etl.demo import is_money
+from etl.openrouter.records import parse_json
 from etl.reports.text_width import display_width
 from etl.simulator.server import SimulatorServer
 from etl.simulator.service import Simulator

@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, select, text
 
-from etl.api.client import OpenRouterClient
 from etl.cli.main import cli
 from etl.core.config import Account, ClientSettings, Secret, Settings, WorkspaceSpec
+from etl.openrouter.client import OpenRouterClient
 from etl.reports.build import DaySpend, LimitStatus, Report, WorkspaceSpend, build_report, urgency
 from etl.reports.chart import UNKNOWN_SHADE, chart_title, spend_series, unknown_spans
 from etl.reports.formats import CSV_COLUMNS, UNKNOWN, format_table, sparkline

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from etl.api.client import OpenRouterClient
 from etl.core.config import Secret
 from etl.core.errors import PaginationError
+from etl.openrouter.client import OpenRouterClient
 from etl.simulator.service import Faults, Simulator
 from etl.simulator.world import World
 from tests.helpers import settings as client_settings

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from etl.api.client import KeyLookup
 from etl.core.errors import PaginationError
+from etl.openrouter.client import KeyLookup
 
 # A listing that lacks more than this share of the known keys, and more than SAMPLE
 # keys, is checked on a sample first.

@@ -336,7 +336,7 @@ def _parse_usual_key(payload: dict[str, Any]) -> KeyRecord | None:
     """The record of a key in the usual shape, checked in a few C-speed passes (this runs
     for every key; _KeyReader's field-by-field checks cost three times as much). None
     for anything unusual: then _KeyReader takes the payload and names what is wrong.
-    Both accept exactly the same payloads (tests/api/test_records.py checks it)."""
+    Both accept exactly the same payloads (tests/openrouter/test_records.py checks it)."""
     if not all(name in payload for name in _USUAL_REQUIRED):
         return None
     get: Callable[[str], Any] = payload.get  # Any: each value's type is checked below

@@ -32,15 +32,6 @@ from urllib.parse import quote
 import httpx
 
 from etl import __version__
-from etl.api.paging import FetchedPage, KeyPage, iter_key_pages
-from etl.api.records import (
-    KeyRecord,
-    WorkspaceRecord,
-    parse_json,
-    parse_key,
-    parse_key_list,
-    parse_workspace_list,
-)
 from etl.core.config import DEFAULT_WORKSPACE, ClientSettings, Secret
 from etl.core.errors import (
     ApiError,
@@ -51,6 +42,15 @@ from etl.core.errors import (
     PayloadError,
 )
 from etl.core.redact import scrub
+from etl.openrouter.paging import FetchedPage, KeyPage, iter_key_pages
+from etl.openrouter.records import (
+    KeyRecord,
+    WorkspaceRecord,
+    parse_json,
+    parse_key,
+    parse_key_list,
+    parse_workspace_list,
+)
 
 log = logging.getLogger(__name__)
 

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
 
-from etl.api.records import KeyRecord
 from etl.core.errors import ApiError, PaginationError
+from etl.openrouter.records import KeyRecord
 
 OVERLAP = 1
 # Requests in a row that bring no new key. Stepping back over a burst of deletions

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from etl.api.client import OpenRouterClient
-from etl.api.paging import KeyPage
 from etl.core.config import WorkspaceSpec
 from etl.core.errors import ApiError
+from etl.openrouter.client import OpenRouterClient
+from etl.openrouter.paging import KeyPage
 
 
 def resolve_workspaces(

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.api.client import OpenRouterClient, RateLimiter
 from etl.core.config import Secret
 from etl.core.errors import (
     ApiStatusError,
@@ -21,6 +20,7 @@ from etl.core.errors import (
     PaginationError,
     PayloadError,
 )
+from etl.openrouter.client import OpenRouterClient, RateLimiter
 from etl.simulator.server import SimulatorServer, run_simulator
 from etl.simulator.service import Faults
 from etl.simulator.world import World

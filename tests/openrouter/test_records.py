@@ -9,7 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from etl.api.records import (
+from etl.core.errors import PayloadError
+from etl.openrouter.records import (
     dump_json,
     parse_json,
     parse_key,
@@ -17,7 +18,6 @@ from etl.api.records import (
     parse_timestamp,
     parse_workspace_list,
 )
-from etl.core.errors import PayloadError
 from tests.helpers import key_payload
 
 
@@ -226,7 +226,7 @@ def test_an_unprintable_hash_is_named_escaped_on_one_line() -> None:
 
 
 def test_limits_are_read_off_the_models() -> None:
-    from etl.api import records
+    from etl.openrouter import records
     from etl.store.column_limits import text_limit
     from models import ApiKey, UsageSnapshot
     from models.types import MONEY_PRECISION, MONEY_SCALE
