@@ -21,8 +21,7 @@ from etl.core.errors import ConfigError
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
-    # mypy checks as 3.10 (pyproject) even where tomli is not installed.
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+    import tomli as tomllib
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_DATABASE_URL = "sqlite:///keyledger.db"
@@ -228,8 +227,7 @@ def _config_path(explicit: str | Path | None, env: Mapping[str, str]) -> Path | 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            data: dict[str, Any] = tomllib.load(handle)
-            return data
+            return tomllib.load(handle)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
