@@ -31,7 +31,7 @@ from etl.openrouter.client import OpenRouterClient
 from etl.openrouter.confirm import Confirmed, confirm_each, confirm_missing
 from etl.openrouter.extract import resolve_workspaces
 from etl.store import history, loading, locks, runs
-from etl.store.database import WRITE
+from etl.store.database import WRITE, one_line
 
 log = logging.getLogger(__name__)
 
@@ -108,17 +108,6 @@ class _Unrecorded(Exception):
         super().__init__(result.error)
         self.result = result
         self.cause = cause
-
-
-def one_line(exc: BaseException) -> str:
-    """An error as one short line fit for the ledger and the terminal."""
-    if isinstance(exc, SQLAlchemyError):
-        original = getattr(exc, "orig", None) or exc
-        text = f"database error: {type(original).__name__}: {str(original).strip()}"
-    else:
-        text = str(exc)
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return first[:500]
 
 
 class _Units:

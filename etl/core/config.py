@@ -21,8 +21,7 @@ from etl.core.errors import ConfigError
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
-    # mypy checks as 3.10 (pyproject) even where tomli is not installed.
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+    import tomli as tomllib
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_DATABASE_URL = "sqlite:///keyledger.db"
@@ -149,18 +148,9 @@ def load_settings(
 ) -> Settings:
     """Build settings from the config file (if any), the environment and CLI overrides."""
     env = os.environ if env is None else env
-    path = _config_path(config_path, env)
+    path, data = _read_config(config_path, env)
     where = str(path) if path else "environment"
-    data = _read_toml(path) if path else {}
-    for key in data:
-        if key not in _TOP_SETTINGS:
-            raise ConfigError(
-                f"{where}: unknown setting '{key}' (a typo?); expected one of "
-                f"{', '.join(sorted(_TOP_SETTINGS))}"
-            )
-    url = database_url or env.get("KEYLEDGER_DATABASE_URL") or data.get("database_url")
-    url = _string(url if url is not None else DEFAULT_DATABASE_URL, where, "database_url")
-    _check_database_url(url, where)
+    url = _database_url(data, env, database_url, where)
 
     tables: list[tuple[str, Mapping[str, Any]]] = []
     if "openrouter" in data or "accounts" not in data:
@@ -228,8 +218,7 @@ def _config_path(explicit: str | Path | None, env: Mapping[str, str]) -> Path | 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            data: dict[str, Any] = tomllib.load(handle)
-            return data
+            return tomllib.load(handle)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:

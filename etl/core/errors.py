@@ -14,7 +14,8 @@
 Lower-level exceptions (httpx, json, SQLAlchemy) are translated once, at the module
 that sees them, with ``raise ... from exc``. No message ever contains the management
 key: messages are built from our own words, statuses and the server's error text,
-and the server's text is redacted of the key before it is kept.
+and the server's text is redacted of the key before it is kept. A lower-level error
+is quoted by ``first_line`` only.
 """
 
 from __future__ import annotations
@@ -97,3 +98,14 @@ class PaginationError(ApiError):
 
 class ServerClockError(ApiError):
     """The server's clock (its ``Date``) jumped implausibly: the run is not filed."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type's name when it has none.
+
+    An error that wraps a lower-level one in ``orig`` (SQLAlchemy's DBAPIError wraps the
+    driver's) is told by the wrapped one: the wrapper's message adds the SQL statement
+    and its parameters on further lines, and those may hold data.
+    """
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -20,7 +20,7 @@ from decimal import Decimal, localcontext
 from sqlalchemy import Connection, Date, Float, String, column, func, or_, select, table
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl.core.errors import KeyledgerError
+from etl.core.errors import KeyledgerError, first_line
 from models import DailyKeySpend, Workspace
 from models.types import Money, without_padding
 
@@ -179,7 +179,7 @@ def build_report(connection: Connection, *, days: int = 30, top: int = 10) -> Re
         top_keys = name_keys(connection, keys[:top])
         near = near_limit_keys(connection, names)
     except SQLAlchemyError as exc:
-        raise ReportError(f"cannot read the analysis views: {_first_line(exc)}") from exc
+        raise ReportError(f"cannot read the analysis views: {first_line(exc)}") from exc
     return Report(start, end, workspaces, top_keys, near[:top], max(0, len(near) - top))
 
 
@@ -318,8 +318,3 @@ def urgency(status: LimitStatus) -> tuple[int, float, float, str, str]:
     else:
         rank, days = 2, 0.0
     return (rank, days, -(status.utilization or 0.0), status.name, status.key_hash)
-
-
-def _first_line(exc: SQLAlchemyError) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl.core.errors import LoadError
+from etl.core.errors import LoadError, first_line
 
 # libpq and PyMySQL also take a password as a query parameter.
 _QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&]*", re.IGNORECASE)
@@ -82,8 +82,7 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        first = reason[0] if reason else type(exc).__name__
+        first = first_line(exc)
         password = engine.url.password
         if isinstance(password, str) and len(password) >= 4:
             # Drivers do not usually repeat the password, but nothing promises it. Shorter
@@ -92,3 +91,17 @@ def check_connection(engine: Engine) -> None:
         raise LoadError(
             f"cannot connect to {masked(engine.url.render_as_string(hide_password=False))}: {first}"
         ) from exc
+
+
+# Long enough for any driver's message; short enough for a terminal and the ledger.
+ONE_LINE_LIMIT = 500
+
+
+def one_line(error: BaseException) -> str:
+    """Any error as one short line for the run ledger and the terminal; a database
+    error says so and names the driver's error type."""
+    line = first_line(error)
+    if isinstance(error, SQLAlchemyError):
+        driver_error = getattr(error, "orig", None) or error
+        line = f"database error: {type(driver_error).__name__}: {line}"
+    return line[:ONE_LINE_LIMIT]

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl.core.errors import LoadError
+from etl.core.errors import LoadError, first_line
 from etl.store import locks
 from etl.store.database import WRITE
 
@@ -69,11 +69,11 @@ def upgrade(engine: Engine, revision: str = "head", *, wait_seconds: float | Non
             if _at(connection, revision):
                 return
     except SQLAlchemyError as exc:
-        raise LoadError(f"cannot read the schema version: {_first_line(exc)}") from exc
+        raise LoadError(f"cannot read the schema version: {first_line(exc)}") from exc
     try:
         lock = locks.acquire(engine, migration_lock_subject(engine), wait_seconds=wait)
     except (SQLAlchemyError, OSError) as exc:
-        raise LoadError(f"cannot take the migration lock: {_first_line(exc)}") from exc
+        raise LoadError(f"cannot take the migration lock: {first_line(exc)}") from exc
     if lock is None:
         raise MigrationLockedError(
             f"another keyledger process has been migrating the database for over "
@@ -93,7 +93,7 @@ def upgrade(engine: Engine, revision: str = "head", *, wait_seconds: float | Non
                 return
             command.upgrade(alembic_config(connection), revision)
     except SQLAlchemyError as exc:
-        raise LoadError(f"migration failed: {_first_line(exc)}") from exc
+        raise LoadError(f"migration failed: {first_line(exc)}") from exc
     finally:
         lock.release()
 
@@ -117,18 +117,13 @@ def check_current(engine: Engine) -> None:
         with engine.connect() as connection:
             current = current_revision(connection)
     except SQLAlchemyError as exc:
-        raise LoadError(f"cannot read the schema version: {_first_line(exc)}") from exc
+        raise LoadError(f"cannot read the schema version: {first_line(exc)}") from exc
     head = head_revision()
     if current != head:
         raise SchemaOutdatedError(
             f"the database schema is at {current or 'nothing (empty database)'}, this "
             f"keyledger needs {head}: run `keyledger db upgrade` or sync with --migrate"
         )
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class SchemaOutdatedError(LoadError):
