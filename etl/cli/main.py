@@ -19,11 +19,11 @@ from etl.cli.memory import limit_heap_growth
 from etl.cli.simulate import simulate
 from etl.core.config import Settings, load_database_url, load_settings
 from etl.core.errors import ConfigError, KeyledgerError
+from etl.core.exact_json import dump_json
 from etl.core.redact import RedactingFilter
 from etl.demo import DEFAULT_DEMO_DATABASE, reset_demo_database, run_demo
 from etl.openrouter.client import OpenRouterClient
 from etl.openrouter.extract import WorkspaceTally, iter_workspace, resolve_workspaces
-from etl.openrouter.records import dump_json
 from etl.reports.build import build_report
 from etl.reports.chart import CHART_SUFFIXES, write_chart
 from etl.reports.formats import FORMATS

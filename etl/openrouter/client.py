@@ -32,13 +32,13 @@ import httpx
 from etl import __version__
 from etl.core.config import DEFAULT_WORKSPACE, ClientSettings, Secret
 from etl.core.errors import ApiError, PaginationError, PayloadError
+from etl.core.exact_json import parse_json
 from etl.core.redact import scrub
 from etl.openrouter.headers import retry_after_seconds, server_time
 from etl.openrouter.paging import FetchedPage, KeyPage, iter_key_pages
 from etl.openrouter.records import (
     KeyRecord,
     WorkspaceRecord,
-    parse_json,
     parse_key,
     parse_key_list,
     parse_workspace_list,

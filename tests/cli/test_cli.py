@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from etl.cli.main import cli
+from etl.core.exact_json import parse_json
 from etl.demo import is_money
-from etl.openrouter.records import parse_json
 from etl.reports.text_width import display_width
 from etl.simulator.server import SimulatorServer
 from etl.simulator.service import Simulator
