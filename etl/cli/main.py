@@ -24,7 +24,7 @@ from etl.openrouter.extract import extract_keys
 from etl.reports.build import build_report
 from etl.reports.chart import CHART_SUFFIXES, write_chart
 from etl.reports.formats import FORMATS
-from etl.store.database import check_connection, make_engine
+from etl.store.database import open_engine
 from etl.store.migrations import MigrationLockedError, check_current, upgrade
 from etl.sync import run_sync
 
@@ -118,17 +118,14 @@ def sync(
 ) -> None:
     """One sync run: every key of every configured workspace into the database."""
     settings = build_settings(config_path, workspaces, database_url)
-    engine = make_engine(settings.database_url)
     try:
-        check_connection(engine)
-        if migrate:
-            upgrade(engine)
-        check_current(engine)
-        result = run_sync(engine, settings, dry_run=dry_run, wait_seconds=wait_seconds)
+        with open_engine(settings.database_url) as engine:
+            if migrate:
+                upgrade(engine)
+            check_current(engine)
+            result = run_sync(engine, settings, dry_run=dry_run, wait_seconds=wait_seconds)
     except KeyledgerError as exc:
         fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
-    finally:
-        engine.dispose()
     for workspace in result.workspaces:
         if workspace.status != "ok":
             click.echo(
@@ -155,12 +152,8 @@ def db_upgrade(config_path: str | None, database_url: str | None) -> None:
     """Apply every pending migration (works from any directory)."""
     try:
         url = load_database_url(config_path, database_url=database_url)
-        engine = make_engine(url)
-        try:
-            check_connection(engine)
+        with open_engine(url) as engine:
             upgrade(engine)
-        finally:
-            engine.dispose()  # a failed upgrade too: no session left for the GC to find
     except KeyledgerError as exc:
         fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
     click.echo("keyledger: database schema is up to date", err=True)
@@ -301,14 +294,10 @@ def report(
     """
     try:
         url = load_database_url(config_path, database_url=database_url)
-        engine = make_engine(url)
-        try:
-            check_connection(engine)
+        with open_engine(url) as engine:
             check_current(engine)
             with engine.connect() as connection:
                 summary = build_report(connection, days=days, top=top)
-        finally:
-            engine.dispose()
         if output is not None:
             write_chart(summary, output)
     except KeyledgerError as exc:

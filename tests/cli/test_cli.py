@@ -430,6 +430,18 @@ def test_unreachable_database_is_one_line_with_password_masked(tmp_path: Path) -
     assert "hunter2-secret" not in result.output + result.stderr
 
 
+@pytest.mark.parametrize("command", [("demo",), ("report",), ("db", "upgrade")])
+def test_every_command_reports_an_unreachable_database_in_one_line(
+    command: tuple[str, ...],
+) -> None:
+    url = "postgresql+psycopg://ledger:hunter2-secret@127.0.0.1:9/ledger"
+    result = invoke(*command, "--database-url", url)
+    assert result.exit_code == 1
+    assert len(result.stderr.strip().splitlines()) == 1  # one line, no traceback
+    assert "cannot connect to postgresql+psycopg://ledger:***@127.0.0.1:9/ledger" in result.stderr
+    assert "hunter2-secret" not in result.output + result.stderr
+
+
 def test_wait_takes_a_workspace_once_its_holder_lets_go(
     server: SimulatorServer, database_url: str, tmp_path: Path
 ) -> None:
