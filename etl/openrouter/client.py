@@ -110,8 +110,6 @@ class OpenRouterClient:
         self.settings = settings
         self.stats = ClientStats()
         self._key = management_key
-        self._sleep = sleep
-        self._monotonic = monotonic
         self._now = now
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(settings.concurrency)

@@ -49,8 +49,8 @@ class TransientFailure(Exception):
         return ApiStatusError(message, status=self.status)
 
 
-def no_hook(name: str, failure: TransientFailure, delay: float, attempt: int) -> None:
-    """The default ``on_retry``: nothing to count or log."""
+def _no_hook(name: str, failure: TransientFailure, delay: float, attempt: int) -> None:
+    pass  # the default on_retry: nothing to count or log
 
 
 @dataclass
@@ -64,7 +64,7 @@ class RetryPolicy:
     monotonic: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=random.Random)
     # Called before each wait, with what is retried, why, how long and which attempt failed.
-    on_retry: Callable[[str, TransientFailure, float, int], None] = no_hook
+    on_retry: Callable[[str, TransientFailure, float, int], None] = _no_hook
 
     def call(self, attempt: Callable[[], T], *, name: str) -> T:
         """``attempt()``, retried on TransientFailure; ``name`` ("GET /keys") heads messages."""
