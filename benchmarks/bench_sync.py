@@ -475,16 +475,19 @@ def sync_table(steps: list[Step]) -> str:
 # -- the profiles ------------------------------------------------------------------------
 WAITING = "waiting: idle threads, locks, futures, sleeps"
 DATABASE = "database driver: C calls (sqlite3 / psycopg / PyMySQL)"
-REDUMP = "raw_json re-serialising: records.dump_json, json.dumps"
+REDUMP = "raw_json re-serialising: etl/core/exact_json.py dump_json"
 PARSE_JSON = "JSON parse: json.loads with Decimal numbers"
 RECORDS = "etl/openrouter/records.py: parse_key and its field readers"
 LOAD = "etl/store/loading.py, history.py, bulk.py: per-row Python"
 TYPES = "models/types.py: Money, UtcDateTime bind/result processing"
 SQLALCHEMY = "SQLAlchemy: statement building, compile cache, per-row binds"
-HTTP = "HTTP: httpx, httpcore, h11, sockets, etl/openrouter/client.py"
+HTTP = "HTTP: httpx, httpcore, h11, sockets, etl/openrouter/client.py and its retries"
 PAGINATION = "etl/openrouter/paging.py"
 BUILTINS = "other C built-ins: str, dict, datetime, Decimal methods"
 OTHER = "other Python"
+_CLIENT_MODULES = tuple(
+    f"etl/openrouter/{name}.py" for name in ("client", "retry", "statuses", "headers")
+)
 _FETCHES = ("fetchone", "fetchmany", "fetchall")
 _DB_CALLS = ("do_execute", "do_executemany", "do_execute_no_params", "do_commit", "do_rollback")
 
@@ -507,12 +510,14 @@ def _category(path: str, name: str) -> str:
         return PARSE_JSON
     if name == "dump_json" or "json/encoder.py" in path or (name == "dumps" and "json/" in path):
         return REDUMP
+    if path.endswith("etl/core/exact_json.py") and name != "parse_json":
+        return REDUMP  # the writer's walk and its scalar encoders
     rules = (
         (("etl/openrouter/records.py",), RECORDS),
         (("etl/store/loading.py", "etl/store/history.py", "etl/store/bulk.py"), LOAD),
         (("models/",), TYPES),
         (("/sqlalchemy/",), SQLALCHEMY),
-        (("/httpx/", "/httpcore/", "/h11/", "etl/openrouter/client.py"), HTTP),
+        (("/httpx/", "/httpcore/", "/h11/", *_CLIENT_MODULES), HTTP),
         (("etl/openrouter/paging.py",), PAGINATION),
     )
     for markers, label in rules:

@@ -18,7 +18,7 @@ from etl.reports.text_width import display_width, pad, truncate
 from etl.simulator.server import SimulatorServer
 from etl.simulator.service import Simulator
 from etl.simulator.world import World
-from etl.store.database import make_engine, masked
+from etl.store.database import masked, open_engine
 from etl.store.examples import EXAMPLE_QUERIES
 from etl.store.migrations import upgrade
 from etl.sync import run_sync
@@ -81,8 +81,7 @@ def run_demo(
     """Serve a simulated account, sync it each simulated night, then show the results."""
     world = World(seed=seed, workspaces=workspaces, keys_per_workspace=keys_per_workspace)
     simulator = Simulator(world, token=DEMO_TOKEN, seed=seed)
-    engine = make_engine(database_url)
-    try:
+    with open_engine(database_url) as engine:
         if holds_keys(engine):
             raise LoadError(
                 f"{masked(database_url)} already holds keys; the demo loads only into a "
@@ -104,8 +103,6 @@ def run_demo(
                 result = run_sync(engine, settings)
                 echo(f"night {night} ({world.now:%a %Y-%m-%d %H:%M} UTC) {result.summary()}")
         show_results(engine, echo)
-    finally:
-        engine.dispose()
 
 
 def show_results(engine: Engine, echo: Callable[[str], None]) -> None:

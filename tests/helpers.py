@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import Engine
 
 from etl.core.config import ClientSettings, Secret
-from etl.openrouter.records import dump_json
+from etl.core.exact_json import dump_json
 from models.types import money_as_stored
 
 SECRET = "sk-or-v1-TEST-SECRET-0123456789abcdef"

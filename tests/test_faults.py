@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from etl.core.config import Account, ClientSettings, Secret, Settings
+from etl.core.exact_json import parse_json
 from etl.openrouter.client import OpenRouterClient
-from etl.openrouter.records import parse_json
 from etl.simulator.service import Faults, Simulator
 from etl.simulator.world import World
 from etl.sync import SyncResult, run_sync

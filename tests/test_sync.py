@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import Engine, event, func, select, update
 
 from etl.core.config import Account, ClientSettings, Secret, Settings, WorkspaceSpec
+from etl.core.exact_json import dump_json, parse_json
 from etl.openrouter.client import OpenRouterClient
-from etl.openrouter.records import dump_json, parse_json
 from etl.simulator.service import Faults, Simulator
 from etl.simulator.world import World
 from etl.store.loading import PageCounts
@@ -190,7 +190,7 @@ def test_key_skipped_by_paging_drift_is_not_marked_deleted(engine: Engine) -> No
         if path.endswith("/keys") and response.status == 200:
             body = parse_json(response.body)
             body["data"] = [k for k in body["data"] if k["hash"] != hidden]
-            from etl.openrouter.records import dump_json
+            from etl.core.exact_json import dump_json
 
             return type(response)(response.status, response.headers, dump_json(body).encode())
         return response
@@ -449,7 +449,7 @@ def _bad_page(kind: str, body: bytes) -> bytes:
         del page["data"][3]["hash"]
     elif kind == "string where a number belongs":
         page["data"][3]["usage"] = "12.5"
-    from etl.openrouter.records import dump_json
+    from etl.core.exact_json import dump_json
 
     return dump_json(page).encode()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -21,13 +20,11 @@ from etl.core.config import Settings, load_database_url, load_settings
 from etl.core.errors import ConfigError, KeyledgerError
 from etl.core.redact import RedactingFilter
 from etl.demo import DEFAULT_DEMO_DATABASE, reset_demo_database, run_demo
-from etl.openrouter.client import OpenRouterClient
-from etl.openrouter.extract import WorkspaceTally, iter_workspace, resolve_workspaces
-from etl.openrouter.records import dump_json
+from etl.openrouter.extract import extract_keys
 from etl.reports.build import build_report
 from etl.reports.chart import CHART_SUFFIXES, write_chart
 from etl.reports.formats import FORMATS
-from etl.store.database import check_connection, make_engine
+from etl.store.database import open_engine
 from etl.store.migrations import MigrationLockedError, check_current, upgrade
 from etl.sync import run_sync
 
@@ -121,17 +118,14 @@ def sync(
 ) -> None:
     """One sync run: every key of every configured workspace into the database."""
     settings = build_settings(config_path, workspaces, database_url)
-    engine = make_engine(settings.database_url)
     try:
-        check_connection(engine)
-        if migrate:
-            upgrade(engine)
-        check_current(engine)
-        result = run_sync(engine, settings, dry_run=dry_run, wait_seconds=wait_seconds)
+        with open_engine(settings.database_url) as engine:
+            if migrate:
+                upgrade(engine)
+            check_current(engine)
+            result = run_sync(engine, settings, dry_run=dry_run, wait_seconds=wait_seconds)
     except KeyledgerError as exc:
         fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
-    finally:
-        engine.dispose()
     for workspace in result.workspaces:
         if workspace.status != "ok":
             click.echo(
@@ -158,12 +152,8 @@ def db_upgrade(config_path: str | None, database_url: str | None) -> None:
     """Apply every pending migration (works from any directory)."""
     try:
         url = load_database_url(config_path, database_url=database_url)
-        engine = make_engine(url)
-        try:
-            check_connection(engine)
+        with open_engine(url) as engine:
             upgrade(engine)
-        finally:
-            engine.dispose()  # a failed upgrade too: no session left for the GC to find
     except KeyledgerError as exc:
         fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
     click.echo("keyledger: database schema is up to date", err=True)
@@ -183,31 +173,16 @@ def db_upgrade(config_path: str | None, database_url: str | None) -> None:
 def extract(config_path: str | None, workspaces: tuple[str, ...], output_format: str) -> None:
     """Read every key of every configured workspace from the API; write no database."""
     settings = build_settings(config_path, workspaces)
-    started = time.monotonic()
-    tallies: list[WorkspaceTally] = []
+    out = sys.stdout if output_format == "jsonl" else None
     try:
-        for account in settings.accounts:
-            with OpenRouterClient(account.client, account.management_key) as client:
-                for workspace in resolve_workspaces(client, account.workspaces):
-                    tally = WorkspaceTally(workspace)
-                    tallies.append(tally)
-                    for page in iter_workspace(client, workspace, tally):
-                        if output_format == "jsonl":
-                            for record in page.records:
-                                click.echo(dump_json(dict(record.raw)))
+        result = extract_keys(settings, out=out)
     except KeyledgerError as exc:
         fail(str(exc))
-    failed = [t for t in tallies if t.error is not None]
-    for tally in failed:
+    for tally in result.failed:
         click.echo(f"keyledger: workspace {tally.workspace.id} failed: {tally.error}", err=True)
-    click.echo(
-        f"extract: {len(tallies) - len(failed)} workspaces ok, {len(failed)} failed; "
-        f"{sum(t.keys for t in tallies)} keys in {sum(t.pages for t in tallies)} pages; "
-        f"{time.monotonic() - started:.1f}s",
-        err=True,
-    )
-    if failed:
-        sys.exit(EXIT_PARTIAL if len(failed) < len(tallies) else EXIT_FAILURE)
+    click.echo(result.summary(), err=True)
+    if result.failed:
+        sys.exit(EXIT_PARTIAL if len(result.failed) < len(result.workspaces) else EXIT_FAILURE)
 
 
 @cli.command()
@@ -319,14 +294,10 @@ def report(
     """
     try:
         url = load_database_url(config_path, database_url=database_url)
-        engine = make_engine(url)
-        try:
-            check_connection(engine)
+        with open_engine(url) as engine:
             check_current(engine)
             with engine.connect() as connection:
                 summary = build_report(connection, days=days, top=top)
-        finally:
-            engine.dispose()
         if output is not None:
             write_chart(summary, output)
     except KeyledgerError as exc:

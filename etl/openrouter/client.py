@@ -1,12 +1,11 @@
 """HTTP client of the OpenRouter management API: one request retried, pages iterated.
 
-What is retried, and only that: HTTP 429 (waiting ``Retry-After`` when given, capped),
-500/502/503/504 (whatever their body), timeouts and connection errors (refused,
-reset, dropped, truncated bodies). 400/401/403/404 and any other status are answered
-at once: repeating the request cannot change them. Each request gets at most
-``max_attempts`` tries within ``retry_deadline_seconds``, with exponential backoff and
-jitter in between. One rate limit and one concurrency bound cover every request the
-client makes, whichever workspace it is for.
+A request is three pieces: ``_attempt`` here sends it once (rate limit, concurrency
+slot, counters, logging) and turns timeouts and dropped connections into a
+``TransientFailure``; etl.openrouter.statuses says what each error status becomes
+(429 and 5xx are worth another try, the rest fail at once); etl.openrouter.retry
+decides whether, and after how long, to try again. One rate limit and one
+concurrency bound cover every request the client makes, whichever workspace it is for.
 
 A page is retried, never the generator that pages (that would restart at offset 0).
 
@@ -25,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -33,30 +31,23 @@ import httpx
 
 from etl import __version__
 from etl.core.config import DEFAULT_WORKSPACE, ClientSettings, Secret
-from etl.core.errors import (
-    ApiError,
-    ApiStatusError,
-    ApiUnavailableError,
-    AuthError,
-    PaginationError,
-    PayloadError,
-)
+from etl.core.errors import ApiError, PaginationError, PayloadError
+from etl.core.exact_json import parse_json
 from etl.core.redact import scrub
+from etl.openrouter.headers import retry_after_seconds, server_time
 from etl.openrouter.paging import FetchedPage, KeyPage, iter_key_pages
 from etl.openrouter.records import (
     KeyRecord,
     WorkspaceRecord,
-    parse_json,
     parse_key,
     parse_key_list,
     parse_workspace_list,
 )
+from etl.openrouter.retry import RetryPolicy, TransientFailure
+from etl.openrouter.statuses import status_failure
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-BACKOFF_BASE_SECONDS = 0.5
-BACKOFF_CAP_SECONDS = 30.0
 WORKSPACES_PAGE_LIMIT = 100
 
 
@@ -102,41 +93,6 @@ class ClientStats:
     retries: int = 0
 
 
-def server_time(response: httpx.Response, fallback: Callable[[], datetime]) -> datetime:
-    """The server's clock from the ``Date`` header (aware UTC), else ``fallback()``."""
-    value = response.headers.get("date")
-    if value:
-        try:
-            parsed = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            parsed = None
-        if parsed is not None:
-            if parsed.tzinfo is None:  # "-0000" means UTC with an unknown source zone
-                parsed = parsed.replace(tzinfo=timezone.utc)
-            return parsed.astimezone(timezone.utc)
-    return fallback()
-
-
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    """Seconds the server asked us to wait (``Retry-After``: seconds or an HTTP date)."""
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    # Measured against the server's own clock, so client clock skew does not matter.
-    reference = server_time(response, lambda: datetime.now(timezone.utc))
-    return max(0.0, (when - reference).total_seconds())
-
-
 class OpenRouterClient:
     """Reads keys and workspaces from the management API of one account."""
 
@@ -154,13 +110,19 @@ class OpenRouterClient:
         self.settings = settings
         self.stats = ClientStats()
         self._key = management_key
-        self._sleep = sleep
-        self._monotonic = monotonic
         self._now = now
-        self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(settings.concurrency)
         self._rate = RateLimiter(settings.requests_per_second, monotonic=monotonic, sleep=sleep)
+        self._retry = RetryPolicy(
+            max_attempts=settings.max_attempts,
+            deadline_seconds=settings.retry_deadline_seconds,
+            max_retry_after_seconds=settings.max_retry_after_seconds,
+            sleep=sleep,
+            monotonic=monotonic,
+            rng=rng or random.Random(),
+            on_retry=self._count_retry,
+        )
         self._executor = ThreadPoolExecutor(settings.concurrency, "keyledger-fetch")
         self._http = httpx.Client(
             base_url=settings.base_url.rstrip("/") + "/",
@@ -272,6 +234,36 @@ class OpenRouterClient:
 
     # -- one request, retried --------------------------------------------------
 
+    def _get(
+        self, path: str, params: dict[str, Any], *, missing_ok: bool = False
+    ) -> httpx.Response | None:
+        """GET with retries; None for a 404 when ``missing_ok``."""
+        return self._retry.call(
+            lambda: self._attempt(path, params, missing_ok=missing_ok), name=f"GET /{path}"
+        )
+
+    def _attempt(
+        self, path: str, params: dict[str, Any], *, missing_ok: bool
+    ) -> httpx.Response | None:
+        """One GET: the response, None for a wanted 404, else the error it amounts to."""
+        try:
+            with self._slot():
+                response = self._http.get(path, params=params)
+        except httpx.TimeoutException as exc:
+            raise TransientFailure(f"no answer within {self.settings.timeout_seconds:g}s") from exc
+        except httpx.TransportError as exc:
+            raise TransientFailure(f"connection failed ({type(exc).__name__})") from exc
+        if response.status_code == 200:
+            return response
+        if response.status_code == 404 and missing_ok:
+            return None
+        raise status_failure(
+            f"GET /{path}",
+            response.status_code,
+            server_message=self._server_message(response),
+            retry_after=retry_after_seconds(response),
+        )
+
     @contextmanager
     def _slot(self) -> Iterator[None]:
         # The rate limit is waited for outside the slot, so a sleeper blocks nobody.
@@ -281,60 +273,12 @@ class OpenRouterClient:
                 self.stats.requests += 1
             yield
 
-    def _get(
-        self, path: str, params: dict[str, Any], *, missing_ok: bool = False
-    ) -> httpx.Response | None:
-        """GET with retries; None for a 404 when ``missing_ok``."""
-        started = self._monotonic()
-        for attempt in range(1, self.settings.max_attempts + 1):
-            failure: Exception | None = None
-            wait: float | None = None
-            try:
-                with self._slot():
-                    response = self._http.get(path, params=params)
-            except httpx.TimeoutException as exc:
-                problem, failure = f"no answer within {self.settings.timeout_seconds:g}s", exc
-            except httpx.TransportError as exc:
-                problem, failure = f"connection failed ({type(exc).__name__})", exc
-            else:
-                status = response.status_code
-                if status == 200:
-                    return response
-                if status == 404 and missing_ok:
-                    return None
-                if status in (401, 403):
-                    raise AuthError(
-                        f"the management API refused the management key (HTTP {status}); "
-                        "check that it is a valid, unexpired management key"
-                    )
-                problem = f"HTTP {status}{self._server_message(response)}"
-                if status not in RETRYABLE_STATUSES:
-                    raise ApiStatusError(f"GET /{path}: {problem}", status=status)
-                if status == 429:
-                    asked = retry_after_seconds(response)
-                    if asked is not None:
-                        wait = min(asked, self.settings.max_retry_after_seconds)
-            delay = wait if wait is not None else self._backoff(attempt)
-            elapsed = self._monotonic() - started
-            out_of_time = elapsed + delay > self.settings.retry_deadline_seconds
-            if attempt == self.settings.max_attempts or out_of_time:
-                message = (
-                    f"GET /{path}: gave up after {attempt} attempts in {elapsed:.1f}s: {problem}"
-                )
-                if failure is not None:
-                    raise ApiUnavailableError(message) from failure
-                raise ApiStatusError(message, status=response.status_code)
-            with self._lock:
-                self.stats.retries += 1
-            log.warning(
-                "GET /%s: %s; retrying in %.1fs (attempt %d)", path, problem, delay, attempt
-            )
-            self._sleep(delay)
-        raise AssertionError("unreachable: the loop returns or raises")
-
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (attempt - 1))
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter"
+    def _count_retry(
+        self, name: str, failure: TransientFailure, delay: float, attempt: int
+    ) -> None:
+        with self._lock:
+            self.stats.retries += 1
+        log.warning("%s: %s; retrying in %.1fs (attempt %d)", name, failure.problem, delay, attempt)
 
     def _json(self, response: httpx.Response) -> Any:
         try:
@@ -344,13 +288,13 @@ class OpenRouterClient:
                 f"the response is not valid JSON ({len(response.content)} bytes): {exc}"[:300]
             ) from exc
 
-    def _server_message(self, response: httpx.Response) -> str:
+    def _server_message(self, response: httpx.Response) -> str | None:
         """The server's ``error.message``, short, and scrubbed of the key in any form."""
         try:
             message = parse_json(response.content)["error"]["message"]
         except (ValueError, KeyError, TypeError, RecursionError):
-            return ""
+            return None
         if not isinstance(message, str):
-            return ""
+            return None
         # Scrubbed before it is cut short, so the cut cannot leave part of an echo behind.
-        return ": " + scrub(message, self._key.reveal())[:200]
+        return scrub(message, self._key.reveal())[:200]

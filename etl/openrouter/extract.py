@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TextIO
 
-from etl.core.config import WorkspaceSpec
+from etl.core.config import Account, Settings, WorkspaceSpec
 from etl.core.errors import ApiError
+from etl.core.exact_json import dump_json
 from etl.openrouter.client import OpenRouterClient
 from etl.openrouter.paging import KeyPage
+
+ClientFactory = Callable[[Account], OpenRouterClient]
 
 
 def resolve_workspaces(
@@ -43,3 +48,49 @@ def iter_workspace(
             yield page
     except ApiError as exc:
         tally.error = exc
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """What one extraction read, workspace by workspace."""
+
+    workspaces: list[WorkspaceTally]
+    seconds: float
+
+    @property
+    def failed(self) -> list[WorkspaceTally]:
+        """The workspaces whose listing failed (each keeps its error)."""
+        return [t for t in self.workspaces if t.error is not None]
+
+    def summary(self) -> str:
+        """The one line an extraction prints on stderr."""
+        failed = len(self.failed)
+        return (
+            f"extract: {len(self.workspaces) - failed} workspaces ok, {failed} failed; "
+            f"{sum(t.keys for t in self.workspaces)} keys in "
+            f"{sum(t.pages for t in self.workspaces)} pages; {self.seconds:.1f}s"
+        )
+
+
+def extract_keys(
+    settings: Settings, *, out: TextIO | None = None, client_factory: ClientFactory | None = None
+) -> ExtractResult:
+    """Read every key of every configured workspace, writing each to ``out`` as one line
+    of exact JSON (the payload as the API sent it).
+
+    A workspace whose listing fails is kept in the result with its error; a failure
+    before any listing (the key refused, the workspaces unlisted) raises ApiError.
+    """
+    started = time.monotonic()
+    make_client = client_factory or (lambda a: OpenRouterClient(a.client, a.management_key))
+    tallies: list[WorkspaceTally] = []
+    for account in settings.accounts:
+        with make_client(account) as client:
+            for workspace in resolve_workspaces(client, account.workspaces):
+                tally = WorkspaceTally(workspace)
+                tallies.append(tally)
+                for page in iter_workspace(client, workspace, tally):
+                    if out is not None:
+                        out.writelines(f"{dump_json(dict(r.raw))}\n" for r in page.records)
+                        out.flush()  # a reader at the end of a pipe gets each page as it comes
+    return ExtractResult(tallies, time.monotonic() - started)

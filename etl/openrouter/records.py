@@ -7,8 +7,6 @@ each record holds the whole payload in ``raw``, and ``extra`` lists the unknown 
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -132,20 +130,6 @@ class WorkspaceRecord:
     name: str | None
     slug: str | None
     raw: Mapping[str, Any] = field(repr=False, compare=False)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a valid JSON number")
-
-
-_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
-
-
-def parse_json(body: str | bytes) -> Any:
-    """Parse a response body, keeping every digit of every number (``Decimal``)."""
-    if isinstance(body, bytes):  # as json.loads reads bytes
-        body = body.decode(json.detect_encoding(body), "surrogatepass")
-    return _DECODER.decode(body)
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -455,64 +439,3 @@ def _data(body: Any, kind: type, offset: int | None) -> Any:
             offset=offset,
         )
     return body["data"]
-
-
-# json.dumps cannot write a Decimal as a number, so each Decimal goes in as a marked
-# string and the marks are replaced by the bare digits afterwards: one C-speed dumps
-# per key instead of a Python walk over every value (it was the main per-row cost).
-# A NUL cannot reach the output unescaped, so "\u0000" followed by a Decimal's digits
-# is the mark; payloads whose own strings contain NUL take the slow, plain walk.
-_MARK = "\x00"
-_MARKED = re.compile(r'"\\u0000([-+0-9.eEnNaIfinity]+)"')
-
-
-def dump_json(value: Any) -> str:
-    """Serialize parsed JSON back to text, writing every ``Decimal`` digit for digit."""
-    try:
-        marked = _mark(value)
-    except _HasNul:
-        return _dump_slowly(value)
-    return _MARKED.sub(r"\1", json.dumps(marked, separators=(",", ":"), allow_nan=False))
-
-
-class _HasNul(Exception):
-    pass
-
-
-def _mark(value: Any) -> Any:
-    kind = type(value)
-    if kind is Decimal:
-        return _MARK + str(value)  # e.g. "0.30000000000000004" or "1E-9": valid JSON
-    if kind is str:
-        if _MARK in value:
-            raise _HasNul
-        return value
-    if kind is dict:
-        # The common case, a flat key object, without a call per value.
-        marked = {}
-        for key, item in value.items():
-            key = str(key)
-            if _MARK in key:
-                raise _HasNul
-            item_kind = type(item)
-            if item_kind is Decimal:
-                marked[key] = _MARK + str(item)
-            elif item_kind is dict or item_kind is list or item_kind is str:
-                marked[key] = _mark(item)
-            else:
-                marked[key] = item  # int, bool, None
-        return marked
-    if kind is list or kind is tuple:
-        return [_mark(item) for item in value]
-    return value
-
-
-def _dump_slowly(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        items = (f"{json.dumps(str(k))}:{_dump_slowly(v)}" for k, v in value.items())
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_dump_slowly(v) for v in value) + "]"
-    return json.dumps(value, allow_nan=False)

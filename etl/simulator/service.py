@@ -15,18 +15,17 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from email.utils import format_datetime
-from json.encoder import encode_basestring
 from random import Random
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, quote
 
 import httpx
 
+from etl.core.exact_json import dump_json
 from etl.simulator.world import PeriodSums, SimKey, World, iso_ms
 
 API_PREFIX = "/api/v1"
@@ -152,39 +151,8 @@ class _BadRequest(Exception):
 
 
 def encode_json(value: object) -> bytes:
-    """Encode JSON with Decimals as exact numbers (their own digits, exponent form included)."""
-    return _text(value).encode()
-
-
-def _decimal_text(value: Decimal) -> str:
-    if not value.is_finite():
-        raise ValueError(f"not a JSON number: {value}")
-    return str(value)
-
-
-# Exact-type dispatch keeps the hot path (flat key payloads) to one dict lookup per value.
-_SCALARS: dict[type, Callable[[Any], str]] = {
-    str: encode_basestring,
-    Decimal: _decimal_text,
-    bool: lambda v: "true" if v else "false",
-    type(None): lambda _: "null",
-    int: str,
-}
-
-
-def _text(value: object) -> str:
-    scalar = _SCALARS.get(type(value))
-    if scalar is not None:
-        return scalar(value)
-    if isinstance(value, dict):
-        items = (f"{encode_basestring(str(k))}:{_text(v)}" for k, v in value.items())
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(map(_text, value)) + "]"
-    for kind in (str, Decimal, int):  # subclasses such as enums
-        if isinstance(value, kind):
-            return _SCALARS[kind](kind(value))
-    raise TypeError(f"cannot encode {type(value).__name__} exactly")
+    """The API's wire form: exact Decimals, non-ASCII as raw UTF-8 (as a real server sends)."""
+    return dump_json(value, ensure_ascii=False).encode()
 
 
 def _param(params: dict[str, list[str]], name: str) -> str | None:

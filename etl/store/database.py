@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -52,6 +54,22 @@ def make_engine(url: str, **options: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+@contextmanager
+def open_engine(url: str, **options: Any) -> Iterator[Engine]:
+    """An engine for ``url`` that has connected once (else LoadError, as check_connection
+    raises it), disposed on the way out whatever happened inside.
+
+    The one way a command opens its database: disposing after a failure too leaves no
+    pooled connection (and no server session) for the garbage collector to find.
+    """
+    engine = make_engine(url, **options)
+    try:
+        check_connection(engine)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

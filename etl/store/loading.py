@@ -26,7 +26,8 @@ from sqlalchemy import (
     update,
 )
 
-from etl.openrouter.records import MONEY_FIELDS, KeyRecord, dump_json, parse_json
+from etl.core.exact_json import dump_json, parse_json
+from etl.openrouter.records import MONEY_FIELDS, KeyRecord
 from etl.store import bulk, history
 from models import ApiKey, SyncSeenKey, UsageSnapshot, Workspace
 from models.types import money_as_stored

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from etl.cli.main import cli
+from etl.core.exact_json import parse_json
 from etl.demo import is_money
-from etl.openrouter.records import parse_json
 from etl.reports.text_width import display_width
 from etl.simulator.server import SimulatorServer
 from etl.simulator.service import Simulator
@@ -273,6 +273,51 @@ def test_extract_prints_exact_jsonl(server: SimulatorServer) -> None:
     json.loads(lines[0])  # plain JSON too
 
 
+def extract_env(server: SimulatorServer, *workspaces: str) -> dict[str, str]:
+    env = {"OPENROUTER_MANAGEMENT_KEY": TOKEN, "OPENROUTER_BASE_URL": server.base_url}
+    if workspaces:
+        env["KEYLEDGER_WORKSPACES"] = ",".join(workspaces)
+    return env
+
+
+def test_extract_summary_counts_keys_and_pages_on_stderr_only(server: SimulatorServer) -> None:
+    result = invoke("extract", env=extract_env(server))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert re.fullmatch(
+        r"extract: 2 workspaces ok, 0 failed; 240 keys in \d+ pages; \d+\.\ds\n", result.stderr
+    )
+
+
+def test_extract_partial_failure_exits_3_naming_the_workspace(server: SimulatorServer) -> None:
+    bad = "00000000-0000-4000-8000-000000000000"  # unknown to the simulator: 404
+    good = server.simulator.world.workspace_ids[0]
+    result = invoke("extract", "--format", "jsonl", env=extract_env(server, bad, good))
+    assert result.exit_code == 3
+    assert len(result.stdout.splitlines()) == 120  # the good workspace's keys
+    failure, summary = result.stderr.splitlines()
+    assert failure.startswith(f"keyledger: workspace {bad} failed: ")
+    assert "HTTP 404" in failure
+    assert summary.startswith("extract: 1 workspaces ok, 1 failed; 120 keys in ")
+
+
+def test_extract_with_every_workspace_failing_exits_1(server: SimulatorServer) -> None:
+    bad = "00000000-0000-4000-8000-000000000000"
+    result = invoke("extract", env=extract_env(server, bad))
+    assert result.exit_code == 1
+    assert "extract: 0 workspaces ok, 1 failed; 0 keys in 0 pages" in result.stderr
+
+
+def test_extract_with_a_refused_key_is_one_line_exit_1(server: SimulatorServer) -> None:
+    env = extract_env(server) | {"OPENROUTER_MANAGEMENT_KEY": "sk-or-v1-wrong-key-42"}
+    result = invoke("extract", env=env)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("keyledger: error: ")
+    assert "refused the management key" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert "sk-or-v1-wrong-key-42" not in result.output + result.stderr
+
+
 def test_demo_loads_nights_and_prints_queries(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     result = invoke("demo", "--database-url", url, "--nights", "2")
@@ -381,6 +426,18 @@ def test_unreachable_database_is_one_line_with_password_masked(tmp_path: Path) -
     result = invoke("sync", env={"OPENROUTER_MANAGEMENT_KEY": TOKEN, "KEYLEDGER_DATABASE_URL": url})
     assert result.exit_code == 1
     assert len(result.stderr.strip().splitlines()) == 1
+    assert "cannot connect to postgresql+psycopg://ledger:***@127.0.0.1:9/ledger" in result.stderr
+    assert "hunter2-secret" not in result.output + result.stderr
+
+
+@pytest.mark.parametrize("command", [("demo",), ("report",), ("db", "upgrade")])
+def test_every_command_reports_an_unreachable_database_in_one_line(
+    command: tuple[str, ...],
+) -> None:
+    url = "postgresql+psycopg://ledger:hunter2-secret@127.0.0.1:9/ledger"
+    result = invoke(*command, "--database-url", url)
+    assert result.exit_code == 1
+    assert len(result.stderr.strip().splitlines()) == 1  # one line, no traceback
     assert "cannot connect to postgresql+psycopg://ledger:***@127.0.0.1:9/ledger" in result.stderr
     assert "hunter2-secret" not in result.output + result.stderr
 

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, func, select
 
 from etl.core.config import Account, ClientSettings, Secret, Settings
+from etl.core.exact_json import dump_json, parse_json
 from etl.openrouter import records
 from etl.openrouter.client import OpenRouterClient
-from etl.openrouter.records import dump_json, parse_json
 from etl.simulator.service import Simulator
 from etl.simulator.world import World
 from etl.sync import run_sync

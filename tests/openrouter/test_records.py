@@ -10,9 +10,8 @@ from decimal import Decimal
 import pytest
 
 from etl.core.errors import PayloadError
+from etl.core.exact_json import dump_json, parse_json
 from etl.openrouter.records import (
-    dump_json,
-    parse_json,
     parse_key,
     parse_key_list,
     parse_timestamp,

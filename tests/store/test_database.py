@@ -1,4 +1,4 @@
-"""Engines and how their failures are told: one line, the driver named, no SQL."""
+"""Engines: opened once per command and disposed, and their failures told in one line."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, ResourceClosedError
 
-from etl.core.errors import ApiError
-from etl.store.database import ONE_LINE_LIMIT, make_engine, one_line
+from etl.core.errors import ApiError, LoadError
+from etl.store.database import ONE_LINE_LIMIT, make_engine, one_line, open_engine
 from tests.conftest import BACKEND_URLS, backend_url
 
 
@@ -51,3 +51,30 @@ def test_one_line_of_any_other_error_is_its_first_line_cut_to_the_limit() -> Non
     line = one_line(error)
     assert len(line) == ONE_LINE_LIMIT
     assert re.fullmatch(r"workspace ws-1: x+", line)
+
+
+def test_open_engine_connects_then_disposes_its_pool(database_url: str) -> None:
+    with open_engine(database_url) as engine:
+        pool = engine.pool
+        assert pool.checkedin() == 1  # the connection the up-front check made, pooled
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+    assert pool.checkedin() == 0  # closed, not left for the garbage collector
+    assert engine.pool is not pool
+
+
+def test_open_engine_disposes_after_a_failure_inside(database_url: str) -> None:
+    with pytest.raises(LoadError, match="from inside"), open_engine(database_url) as engine:
+        pool = engine.pool
+        raise LoadError("from inside")
+    assert pool.checkedin() == 0
+
+
+def test_unreachable_database_fails_before_the_body_with_the_password_masked() -> None:
+    url = "postgresql+psycopg://ledger:hunter2-secret@127.0.0.1:9/ledger"
+    entered = False
+    with pytest.raises(LoadError) as caught, open_engine(url):
+        entered = True
+    assert not entered
+    assert str(caught.value).startswith("cannot connect to postgresql+psycopg://ledger:***@")
+    assert "hunter2-secret" not in str(caught.value)
