@@ -41,10 +41,10 @@ from etl.core.errors import (
     PaginationError,
     PayloadError,
 )
+from etl.core.key_fields import KeyRecord
 from etl.core.redact import scrub
 from etl.openrouter.paging import FetchedPage, KeyPage, iter_key_pages
 from etl.openrouter.records import (
-    KeyRecord,
     WorkspaceRecord,
     parse_json,
     parse_key,
