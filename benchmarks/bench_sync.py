@@ -508,7 +508,10 @@ def _category(path: str, name: str) -> str:
     if name == "dump_json" or "json/encoder.py" in path or (name == "dumps" and "json/" in path):
         return REDUMP
     rules = (
-        (("etl/openrouter/records.py",), RECORDS),
+        (
+            ("etl/openrouter/records.py", "etl/core/key_fields.py", "etl/core/column_limits.py"),
+            RECORDS,
+        ),
         (("etl/store/loading.py", "etl/store/history.py", "etl/store/bulk.py"), LOAD),
         (("models/",), TYPES),
         (("/sqlalchemy/",), SQLALCHEMY),

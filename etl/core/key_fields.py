@@ -303,7 +303,8 @@ def _is_union(python_type: Any) -> bool:
 KEY_FIELDS = declared_fields(KeyRecord)
 KEY_FIELDS_BY_NAME = {f.name: f for f in KEY_FIELDS}
 KNOWN_KEY_FIELDS = frozenset(KEY_FIELDS_BY_NAME)
-# Column names, in declaration order, of the fields stored in each key table.
+# Column names, in declaration order: every field's api_keys column, the columns a
+# change of which writes a usage_snapshots row, those that open an api_key_versions row.
 KEY_COLUMNS = tuple(f.column for f in KEY_FIELDS)
 SNAPSHOT_FIELDS = tuple(f.column for f in KEY_FIELDS if f.snapshot)
 VERSIONED_FIELDS = tuple(f.column for f in KEY_FIELDS if f.versioned)

@@ -26,7 +26,7 @@ from etl.core.key_fields import KEY_FIELDS, TEXT_LIMITS, KeyRecord, Kind
 
 # The parser reads the fields in the declaration's order: first the hash (etl.core.
 # key_fields makes sure it comes first), which names the key in every message.
-_HASH_LIMIT = TEXT_LIMITS[KEY_FIELDS[0].name]
+_HASH_LIMIT = TEXT_LIMITS["hash"]
 _NAMED_HASH_LENGTH = 40  # an overlong hash is named by its start
 
 

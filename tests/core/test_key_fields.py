@@ -12,6 +12,7 @@ from sqlalchemy import Boolean, String, Table, Text
 
 from etl.core.key_fields import (
     KEY_FIELDS,
+    KNOWN_KEY_FIELDS,
     SNAPSHOT_FIELDS,
     VERSIONED_FIELDS,
     Column,
@@ -133,3 +134,13 @@ def test_declarations_that_cannot_be_stored_are_refused() -> None:
         declared_fields(Counted)
     with pytest.raises(TypeError, match="primary key"):
         declared_fields(NoIdentity)
+
+
+def test_the_simulator_and_the_tests_send_every_declared_field() -> None:
+    from etl.simulator.world import World
+    from tests.helpers import key_payload
+
+    world = World(seed=1, workspaces=1, keys_per_workspace=1)
+    (simulated,) = world.page(None, 0, include_disabled=True, include_expired=True)
+    assert set(world.key_payload(simulated)) == set(KNOWN_KEY_FIELDS)
+    assert set(key_payload()) == set(KNOWN_KEY_FIELDS)
