@@ -60,6 +60,6 @@ def _column(declared: KeyField, comment: str, *, primary_key: bool = False) -> M
         declared.column,
         key_type(declared.name),
         primary_key=primary_key,
-        nullable=declared.nullable or not declared.required,
+        nullable=declared.nullable,  # a field that may be absent is nullable too
         comment=comment,
     )

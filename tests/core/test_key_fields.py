@@ -48,7 +48,7 @@ def assert_column_as_declared(model: Any, declared: KeyField, comment: str) -> N
         assert type(column.type) is Text, where
     else:
         assert type(column.type) is TYPES[declared.kind], where
-    assert column.nullable == (declared.nullable or not declared.required), where
+    assert column.nullable == declared.nullable, where
     assert column.primary_key == (declared.primary_key and model is ApiKey), where
     assert column.comment == comment, where
     # The model's attribute says the same (its Mapped[...] is what Python code sees).
