@@ -513,7 +513,10 @@ def _category(path: str, name: str) -> str:
     if path.endswith("etl/core/exact_json.py") and name != "parse_json":
         return REDUMP  # the writer's walk and its scalar encoders
     rules = (
-        (("etl/openrouter/records.py",), RECORDS),
+        (
+            ("etl/openrouter/records.py", "etl/core/key_fields.py", "etl/core/column_limits.py"),
+            RECORDS,
+        ),
         (("etl/store/loading.py", "etl/store/history.py", "etl/store/bulk.py"), LOAD),
         (("models/",), TYPES),
         (("/sqlalchemy/",), SQLALCHEMY),

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, String, Text
+from sqlalchemy import Boolean, Date, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import MYSQL_TABLE, Base
+from models.key_columns import version_column
 from models.keys import HASH_LENGTH, ID_LENGTH, BigId
 from models.types import Money, UtcDateTime
 
@@ -109,19 +110,11 @@ class ApiKeyVersion(Base):
         comment="Server time (UTC) when the next version (or the deletion) was observed; "
         "NULL for the current version.",
     )
-    workspace_id: Mapped[str] = mapped_column(String(ID_LENGTH), comment="Workspace UUID.")
-    name: Mapped[str] = mapped_column(Text, comment="Name of the key.")
-    label: Mapped[str] = mapped_column(Text, comment="Label of the key.")
-    credit_limit: Mapped[Decimal | None] = mapped_column(
-        Money, comment="Spending limit in USD; NULL = no limit."
-    )
-    limit_reset: Mapped[str | None] = mapped_column(
-        String(32), comment="Limit reset period: daily, weekly, monthly or NULL."
-    )
-    include_byok_in_limit: Mapped[bool] = mapped_column(
-        Boolean, comment="Whether BYOK usage counts toward the limit."
-    )
-    disabled: Mapped[bool] = mapped_column(Boolean, comment="Whether the key was disabled.")
-    expires_at: Mapped[datetime | None] = mapped_column(
-        UtcDateTime, comment="Expiry (UTC); NULL = never."
-    )
+    workspace_id: Mapped[str] = version_column("workspace_id")
+    name: Mapped[str] = version_column("name")
+    label: Mapped[str] = version_column("label")
+    credit_limit: Mapped[Decimal | None] = version_column("limit")
+    limit_reset: Mapped[str | None] = version_column("limit_reset")
+    include_byok_in_limit: Mapped[bool] = version_column("include_byok_in_limit")
+    disabled: Mapped[bool] = version_column("disabled")
+    expires_at: Mapped[datetime | None] = version_column("expires_at")

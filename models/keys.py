@@ -5,17 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
+from etl.core.key_fields import key_field
 from models.base import MYSQL_TABLE, Base
-from models.types import Money, UtcDateTime
+from models.key_columns import key_column, snapshot_column
+from models.types import UtcDateTime
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
-HASH_LENGTH = 128
-ID_LENGTH = 64
+# Every column holding a key's hash or a workspace's id is as wide as the declaration's.
+HASH_LENGTH = key_field("hash").max_length
+ID_LENGTH = key_field("workspace_id").max_length
 
 
 class Workspace(Base):
@@ -57,71 +60,29 @@ class ApiKey(Base):
         },
     )
 
-    hash: Mapped[str] = mapped_column(
-        String(HASH_LENGTH), primary_key=True, comment="The key's hash: its stable identifier."
-    )
-    workspace_id: Mapped[str] = mapped_column(
-        String(ID_LENGTH), comment="UUID of the workspace the key belongs to."
-    )
-    name: Mapped[str] = mapped_column(Text, comment="Name of the key.")
-    label: Mapped[str] = mapped_column(
-        Text, comment="Human-readable label (a masked form of the key, e.g. sk-or-v1-0e6...1c96)."
-    )
-    disabled: Mapped[bool] = mapped_column(Boolean, comment="True when the key is disabled.")
-    credit_limit: Mapped[Decimal | None] = mapped_column(
-        Money, comment="Spending limit in USD (the API's `limit`); NULL = no limit."
-    )
-    limit_remaining: Mapped[Decimal | None] = mapped_column(
-        Money, comment="USD left under the limit at the last sync; NULL = no limit."
-    )
-    limit_reset: Mapped[str | None] = mapped_column(
-        String(32), comment="How often the limit resets: daily, weekly, monthly; NULL = never."
-    )
-    include_byok_in_limit: Mapped[bool] = mapped_column(
-        Boolean, comment="True when BYOK usage counts toward the limit."
-    )
-    usage: Mapped[Decimal] = mapped_column(
-        Money, comment="Total OpenRouter credit usage in USD since the key was created."
-    )
-    usage_daily: Mapped[Decimal] = mapped_column(
-        Money, comment="USD used in the current UTC day, as of the last sync."
-    )
-    usage_weekly: Mapped[Decimal] = mapped_column(
-        Money, comment="USD used in the current UTC week (from Monday), as of the last sync."
-    )
-    usage_monthly: Mapped[Decimal] = mapped_column(
-        Money, comment="USD used in the current UTC month, as of the last sync."
-    )
-    byok_usage: Mapped[Decimal] = mapped_column(
-        Money, comment="Total external BYOK usage in USD since the key was created."
-    )
-    byok_usage_daily: Mapped[Decimal] = mapped_column(
-        Money, comment="BYOK USD in the current UTC day, as of the last sync."
-    )
-    byok_usage_weekly: Mapped[Decimal] = mapped_column(
-        Money, comment="BYOK USD in the current UTC week (from Monday), as of the last sync."
-    )
-    byok_usage_monthly: Mapped[Decimal] = mapped_column(
-        Money, comment="BYOK USD in the current UTC month, as of the last sync."
-    )
-    created_at: Mapped[datetime] = mapped_column(
-        UtcDateTime, comment="When the key was created (UTC, from the API)."
-    )
-    updated_at: Mapped[datetime | None] = mapped_column(
-        UtcDateTime, comment="When the key was last updated (UTC, from the API)."
-    )
-    creator_user_id: Mapped[str | None] = mapped_column(
-        Text, comment="User who created the key (for organization keys, the member)."
-    )
-    expires_at: Mapped[datetime | None] = mapped_column(
-        UtcDateTime, comment="When the key expires (UTC); NULL = never."
-    )
-    last_used_at: Mapped[datetime | None] = mapped_column(
-        UtcDateTime, comment="When the key was last used (UTC); NULL when unknown or never."
-    )
-    external_user: Mapped[str | None] = mapped_column(
-        Text, comment="External user the key was issued for, when the API reports one."
-    )
+    hash: Mapped[str] = key_column("hash")
+    workspace_id: Mapped[str] = key_column("workspace_id")
+    name: Mapped[str] = key_column("name")
+    label: Mapped[str] = key_column("label")
+    disabled: Mapped[bool] = key_column("disabled")
+    credit_limit: Mapped[Decimal | None] = key_column("limit")
+    limit_remaining: Mapped[Decimal | None] = key_column("limit_remaining")
+    limit_reset: Mapped[str | None] = key_column("limit_reset")
+    include_byok_in_limit: Mapped[bool] = key_column("include_byok_in_limit")
+    usage: Mapped[Decimal] = key_column("usage")
+    usage_daily: Mapped[Decimal] = key_column("usage_daily")
+    usage_weekly: Mapped[Decimal] = key_column("usage_weekly")
+    usage_monthly: Mapped[Decimal] = key_column("usage_monthly")
+    byok_usage: Mapped[Decimal] = key_column("byok_usage")
+    byok_usage_daily: Mapped[Decimal] = key_column("byok_usage_daily")
+    byok_usage_weekly: Mapped[Decimal] = key_column("byok_usage_weekly")
+    byok_usage_monthly: Mapped[Decimal] = key_column("byok_usage_monthly")
+    created_at: Mapped[datetime] = key_column("created_at")
+    updated_at: Mapped[datetime | None] = key_column("updated_at")
+    creator_user_id: Mapped[str | None] = key_column("creator_user_id")
+    expires_at: Mapped[datetime | None] = key_column("expires_at")
+    last_used_at: Mapped[datetime | None] = key_column("last_used_at")
+    external_user: Mapped[str | None] = key_column("external_user")
     raw_json: Mapped[str] = mapped_column(
         Text().with_variant(mysql.LONGTEXT(), "mysql"),
         comment="The latest API payload of the key, verbatim JSON with exact numbers, "
@@ -165,41 +126,17 @@ class UsageSnapshot(Base):
         UtcDateTime,
         comment="Server time (UTC, the response's Date header) the values were observed.",
     )
-    usage: Mapped[Decimal] = mapped_column(Money, comment="Cumulative USD usage at capture.")
-    usage_daily: Mapped[Decimal] = mapped_column(
-        Money,
-        comment="USD used in the capture's UTC day up to capture; usage - usage_daily "
-        "is the cumulative usage at 00:00 UTC of that day.",
-    )
-    usage_weekly: Mapped[Decimal] = mapped_column(
-        Money, comment="USD used in the capture's UTC week (from Monday 00:00) up to capture."
-    )
-    usage_monthly: Mapped[Decimal] = mapped_column(
-        Money, comment="USD used in the capture's UTC month up to capture."
-    )
-    byok_usage: Mapped[Decimal] = mapped_column(Money, comment="Cumulative BYOK USD at capture.")
-    byok_usage_daily: Mapped[Decimal] = mapped_column(
-        Money, comment="BYOK USD in the capture's UTC day up to capture."
-    )
-    byok_usage_weekly: Mapped[Decimal] = mapped_column(
-        Money, comment="BYOK USD in the capture's UTC week up to capture."
-    )
-    byok_usage_monthly: Mapped[Decimal] = mapped_column(
-        Money, comment="BYOK USD in the capture's UTC month up to capture."
-    )
-    credit_limit: Mapped[Decimal | None] = mapped_column(
-        Money, comment="Spending limit in USD at capture; NULL = no limit."
-    )
-    limit_remaining: Mapped[Decimal | None] = mapped_column(
-        Money, comment="USD left under the limit at capture; NULL = no limit."
-    )
-    limit_reset: Mapped[str | None] = mapped_column(
-        String(32), comment="Limit reset period at capture (daily, weekly, monthly or NULL)."
-    )
-    include_byok_in_limit: Mapped[bool] = mapped_column(
-        Boolean, comment="Whether BYOK usage counted toward the limit at capture."
-    )
-    disabled: Mapped[bool] = mapped_column(Boolean, comment="Whether the key was disabled.")
-    expires_at: Mapped[datetime | None] = mapped_column(
-        UtcDateTime, comment="Expiry of the key at capture (UTC); NULL = never."
-    )
+    usage: Mapped[Decimal] = snapshot_column("usage")
+    usage_daily: Mapped[Decimal] = snapshot_column("usage_daily")
+    usage_weekly: Mapped[Decimal] = snapshot_column("usage_weekly")
+    usage_monthly: Mapped[Decimal] = snapshot_column("usage_monthly")
+    byok_usage: Mapped[Decimal] = snapshot_column("byok_usage")
+    byok_usage_daily: Mapped[Decimal] = snapshot_column("byok_usage_daily")
+    byok_usage_weekly: Mapped[Decimal] = snapshot_column("byok_usage_weekly")
+    byok_usage_monthly: Mapped[Decimal] = snapshot_column("byok_usage_monthly")
+    credit_limit: Mapped[Decimal | None] = snapshot_column("limit")
+    limit_remaining: Mapped[Decimal | None] = snapshot_column("limit_remaining")
+    limit_reset: Mapped[str | None] = snapshot_column("limit_reset")
+    include_byok_in_limit: Mapped[bool] = snapshot_column("include_byok_in_limit")
+    disabled: Mapped[bool] = snapshot_column("disabled")
+    expires_at: Mapped[datetime | None] = snapshot_column("expires_at")

@@ -11,10 +11,12 @@ from sqlalchemy import REAL, DateTime, Dialect, Numeric
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator
 
-# MariaDB's widest DECIMAL; PostgreSQL's NUMERIC holds it too. 35 digits before the
-# point and 30 after are far beyond any USD amount the API can send as a double
-# (etl.openrouter.records refuses amounts that would not fit).
-MONEY_PRECISION, MONEY_SCALE = 65, 30
+from etl.core.column_limits import MONEY_FRACTION_DIGITS, MONEY_INTEGER_DIGITS
+
+# NUMERIC(65, 30), from the digits declared in etl.core.column_limits (where the
+# parser reads them to refuse amounts that would not fit).
+MONEY_PRECISION = MONEY_INTEGER_DIGITS + MONEY_FRACTION_DIGITS
+MONEY_SCALE = MONEY_FRACTION_DIGITS
 
 
 MONEY_CONTEXT_DIGITS = 28  # decimal's default precision

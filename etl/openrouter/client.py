@@ -33,11 +33,11 @@ from etl import __version__
 from etl.core.config import DEFAULT_WORKSPACE, ClientSettings, Secret
 from etl.core.errors import ApiError, PaginationError, PayloadError
 from etl.core.exact_json import parse_json
+from etl.core.key_fields import KeyRecord
 from etl.core.redact import scrub
 from etl.openrouter.headers import retry_after_seconds, server_time
 from etl.openrouter.paging import FetchedPage, KeyPage, iter_key_pages
 from etl.openrouter.records import (
-    KeyRecord,
     WorkspaceRecord,
     parse_key,
     parse_key_list,

@@ -41,7 +41,7 @@ from datetime import datetime
 from itertools import pairwise
 
 from etl.core.errors import ApiError, PaginationError
-from etl.openrouter.records import KeyRecord
+from etl.core.key_fields import KeyRecord
 
 OVERLAP = 1
 # Requests in a row that bring no new key. Stepping back over a burst of deletions

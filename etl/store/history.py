@@ -31,21 +31,10 @@ from sqlalchemy import (
     update,
 )
 
+from etl.core.key_fields import VERSIONED_FIELDS
 from etl.store.bulk import insert_rows, upsert_rows
 from models import ApiKey, ApiKeyVersion, DailyKeySpend, WorkspaceDay
 from models.types import UtcDateTime
-
-# Attributes whose change opens a new api_key_versions row.
-VERSIONED_FIELDS = (
-    "workspace_id",
-    "name",
-    "label",
-    "credit_limit",
-    "limit_reset",
-    "include_byok_in_limit",
-    "disabled",
-    "expires_at",
-)
 
 
 def utc_day(moment: datetime) -> date:
@@ -59,7 +48,8 @@ def day_start(day: date) -> datetime:
 
 
 def version_row(row: Mapping[str, Any], valid_from: datetime) -> dict[str, Any]:
-    """The api_key_versions row that starts with ``row``'s attributes."""
+    """The api_key_versions row that starts with ``row``'s attributes (a change of any
+    of the declared VERSIONED_FIELDS opens a new one)."""
     version = {field: row[field] for field in VERSIONED_FIELDS}
     version.update(key_hash=row["hash"], valid_from=valid_from, valid_to=None)
     return version

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -27,22 +28,23 @@ from sqlalchemy import (
 )
 
 from etl.core.exact_json import dump_json, parse_json
-from etl.openrouter.records import MONEY_FIELDS, KeyRecord
+from etl.core.key_fields import (
+    KEY_COLUMNS,
+    KEY_FIELDS,
+    MONEY_COLUMNS,
+    SNAPSHOT_FIELDS,
+    VERSIONED_FIELDS,
+    KeyRecord,
+)
 from etl.store import bulk, history
 from models import ApiKey, SyncSeenKey, UsageSnapshot, Workspace
 from models.types import money_as_stored
 
-# Values whose change writes a usage_snapshots row (descriptive fields do not).
-SNAPSHOT_FIELDS = (
-    *MONEY_FIELDS,
-    "credit_limit",
-    "limit_remaining",
-    "limit_reset",
-    "include_byok_in_limit",
-    "disabled",
-    "expires_at",
-)
-_MONEY_COLUMNS = (*MONEY_FIELDS, "credit_limit", "limit_remaining")
+# The fields and their columns are declared once, in etl.core.key_fields: a change of
+# SNAPSHOT_FIELDS writes a usage_snapshots row (descriptive fields do not).
+
+# The record's values in KEY_COLUMNS' order, in one C call.
+_FIELD_VALUES = attrgetter(*(f.name for f in KEY_FIELDS))
 
 
 @dataclass
@@ -64,35 +66,12 @@ class PageCounts:
 
 def key_row(record: KeyRecord, raw_json: str, captured_at: datetime) -> dict[str, Any]:
     """The api_keys row for ``record`` (first_seen_at is kept by the upsert)."""
-    return {
-        "hash": record.hash,
-        "workspace_id": record.workspace_id,
-        "name": record.name,
-        "label": record.label,
-        "disabled": record.disabled,
-        "credit_limit": record.limit,
-        "limit_remaining": record.limit_remaining,
-        "limit_reset": record.limit_reset,
-        "include_byok_in_limit": record.include_byok_in_limit,
-        "usage": record.usage,
-        "usage_daily": record.usage_daily,
-        "usage_weekly": record.usage_weekly,
-        "usage_monthly": record.usage_monthly,
-        "byok_usage": record.byok_usage,
-        "byok_usage_daily": record.byok_usage_daily,
-        "byok_usage_weekly": record.byok_usage_weekly,
-        "byok_usage_monthly": record.byok_usage_monthly,
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "creator_user_id": record.creator_user_id,
-        "expires_at": record.expires_at,
-        "last_used_at": record.last_used_at,
-        "external_user": record.external_user,
-        "raw_json": raw_json,
-        "first_seen_at": captured_at,
-        "changed_at": captured_at,
-        "deleted_at": None,
-    }
+    row = dict(zip(KEY_COLUMNS, _FIELD_VALUES(record), strict=False))  # both from KEY_FIELDS
+    # Item by item: a third cheaper than update(**...) per changed key.
+    row["raw_json"] = raw_json
+    row["first_seen_at"] = row["changed_at"] = captured_at
+    row["deleted_at"] = None
+    return row
 
 
 def load_keys(
@@ -126,7 +105,7 @@ def load_keys(
         # Compare and derive from what the columns will hold (a REAL there): an amount
         # a double cannot hold would otherwise differ from its stored self every run.
         for row in rows:
-            for field in _MONEY_COLUMNS:
+            for field in MONEY_COLUMNS:
                 row[field] = money_as_stored(row[field], connection.dialect)
     stored = _stored_state(connection, [row["hash"] for row in rows if row["hash"] in known])
     snapshots: list[dict[str, Any]] = []
@@ -177,7 +156,7 @@ _SNAPSHOT_AT = (
     .scalar_subquery()
     .label("snapshot_at")
 )
-_STATE_FIELDS = sorted({"deleted_at", *SNAPSHOT_FIELDS, *history.VERSIONED_FIELDS})
+_STATE_FIELDS = sorted({"deleted_at", *SNAPSHOT_FIELDS, *VERSIONED_FIELDS})
 _STORED_STATE = select(
     ApiKey.hash, *(getattr(ApiKey, f) for f in _STATE_FIELDS), _SNAPSHOT_AT
 ).where(ApiKey.hash.in_(_HASHES))

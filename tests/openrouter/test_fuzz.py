@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -10,10 +12,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, func, select
 
+from etl.core.column_limits import MONEY_FRACTION_DIGITS, MONEY_INTEGER_DIGITS, TEXT_UTF8_BYTES
 from etl.core.config import Account, ClientSettings, Secret, Settings
+from etl.core.errors import PayloadError
 from etl.core.exact_json import dump_json, parse_json
-from etl.openrouter import records
+from etl.core.key_fields import KEY_FIELDS, KeyField, Kind
 from etl.openrouter.client import OpenRouterClient
+from etl.openrouter.records import parse_key
 from etl.simulator.service import Simulator
 from etl.simulator.world import World
 from etl.sync import run_sync
@@ -140,54 +145,148 @@ def test_fuzzed_payloads_are_stored_faithfully_or_refused(
         assert row.name == key["name"]
 
 
-def _outcome(parse: Any, body: Any) -> Any:
+def expected_outcome(payload: dict[str, Any]) -> dict[str, Any] | str:
+    """What the declared rules (etl.core.key_fields) make of ``payload``, worked out
+    slowly and apart from the parser: every field's value, or the first field (in the
+    declaration's order) that they refuse."""
+    values: dict[str, Any] = {}
+    for field in KEY_FIELDS:
+        value = payload.get(field.name, ABSENT)
+        if field.primary_key and not (isinstance(value, str) and value):
+            return field.name
+        if value is ABSENT:
+            if field.required:
+                return field.name
+            values[field.name] = None
+        elif value is None and field.nullable:
+            values[field.name] = None
+        else:
+            ok, converted = RULES[field.kind](value, field)
+            if not ok:
+                return field.name
+            values[field.name] = converted
+    return values
+
+
+ABSENT = object()
+
+
+def text_rule(value: Any, field: KeyField) -> tuple[bool, Any]:
+    if not isinstance(value, str) or "\x00" in value:
+        return False, None
     try:
-        return parse(body)
-    except Exception as exc:  # compared by type: both paths must fail alike
-        return type(exc)
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False, None
+    if field.max_length is not None:
+        return len(value) <= field.max_length, value
+    return size <= TEXT_UTF8_BYTES, value
 
 
-def assert_parsings_agree(payload: dict[str, Any]) -> None:
-    """parse_key's fast path accepts only what the field-by-field path accepts, and
-    builds the same record; anything else it leaves to the checked path."""
+def boolean_rule(value: Any, field: KeyField) -> tuple[bool, Any]:
+    return isinstance(value, bool), value
+
+
+def money_rule(value: Any, field: KeyField) -> tuple[bool, Any]:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        return False, None
+    amount = Decimal(value)
+    if not amount.is_finite():
+        return False, None
+    _, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)
+    significant = "".join(map(str, digits)).rstrip("0") if exponent < 0 else "x"
+    stripped = len("".join(map(str, digits))) - len(significant) if exponent < 0 else 0
+    fraction = max(0, -(exponent + min(stripped, -exponent)))
+    integer = max(0, len(digits) + exponent)
+    fits = amount.is_zero() or (
+        fraction <= MONEY_FRACTION_DIGITS and integer <= MONEY_INTEGER_DIGITS
+    )
+    return fits, amount
+
+
+def timestamp_rule(value: Any, field: KeyField) -> tuple[bool, Any]:
+    if not isinstance(value, str):
+        return False, None
+    try:
+        moment = datetime.fromisoformat(re.sub("[Zz]$", "+00:00", value))
+        moment = (
+            moment.replace(tzinfo=timezone.utc)
+            if moment.tzinfo is None
+            else moment.astimezone(timezone.utc)
+        )
+    except (ValueError, OverflowError):
+        return False, None
+    return True, moment
+
+
+RULES = {
+    Kind.TEXT: text_rule,
+    Kind.BOOLEAN: boolean_rule,
+    Kind.MONEY: money_rule,
+    Kind.TIMESTAMP: timestamp_rule,
+}
+
+
+def assert_parsed_by_the_declared_rules(payload: dict[str, Any]) -> None:
+    """parse_key accepts exactly what the declared rules accept, with the same values,
+    and names the field they refuse first."""
     body = parse_json(dump_json(payload))
-    usual = _outcome(records._parse_usual_key, body)
-    checked = _outcome(lambda b: records._parse_checked_key(b, None), body)
-    if usual is None:
+    expected = expected_outcome(body)
+    try:
+        record = parse_key(body, offset=0)
+    except PayloadError as refused:
+        assert isinstance(expected, str), f"refused what the rules accept: {refused}"
+        assert f"field '{expected}' " in str(refused)
+        assert "\n" not in str(refused)  # one line, as the run ledger keeps it
         return
-    if isinstance(usual, type):  # raised: so must the checked path, alike
-        assert checked is usual
-        return
-    assert isinstance(checked, records.KeyRecord), f"usual path accepted what fails: {checked}"
-    assert repr(usual) == repr(checked)
-    assert usual.raw is checked.raw
+    assert isinstance(expected, dict), f"accepted a key whose {expected!r} the rules refuse"
+    for name, value in expected.items():
+        parsed = getattr(record, name)
+        assert type(parsed) is type(value) and parsed == value, name
+        if isinstance(value, Decimal):
+            assert str(parsed) == str(value), name  # every digit, as sent
+    assert record.raw is body
 
 
 @settings(max_examples=300, deadline=None)
 @given(fuzzed_key(1))
-def test_usual_and_checked_key_parsing_agree(case: tuple[dict[str, Any], dict[str, str]]) -> None:
-    assert_parsings_agree(case[0])
+def test_fuzzed_keys_are_parsed_by_the_declared_rules(
+    case: tuple[dict[str, Any], dict[str, str]],
+) -> None:
+    assert_parsed_by_the_declared_rules(case[0])
 
 
 PROBES = [
     *[None, True, False, 0, 1, -1, 10**40, "", "x", "\ud800", [], {"a": 1}],
     *[Decimal("1.5"), Decimal("-0"), Decimal("1E+40"), Decimal("1E-31"), Decimal("1E-30")],
+    *[Decimal("1" * 35), Decimal("1" * 36), Decimal("0." + "1" * 30), Decimal("0." + "1" * 31)],
+    *[Decimal("1.50000000000000000000000000000000000"), Decimal("-0." + "0" * 29 + "1")],
     *["2026-11-02T08:59:00Z", "2026-11-02T08:59:00+05:00", "2026-11-02", "not a time"],
     *["9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"],  # past UTC's range
-    # Text at and past the columns' limits, and past the length the usual path checks.
+    # Text at and past the columns' limits, and past the length checked by length alone.
     *["x" * 32, "x" * 33, "x" * 64, "x" * 65, "x" * 128, "x" * 129, "x" * 20_000],
     *["é" * 32_767, "é" * 32_768, "😀" * 16_384, "a\x00b"],
 ]
 
 
 @pytest.mark.parametrize("field", FIELDS)
-def test_usual_and_checked_key_parsing_agree_on_every_field(field: str) -> None:
+def test_every_field_is_parsed_by_the_declared_rules(field: str) -> None:
     without = key_payload(2)
     del without[field]
-    assert_parsings_agree(without)
+    assert_parsed_by_the_declared_rules(without)
     for value in PROBES:
-        assert_parsings_agree({**key_payload(2), field: value})
+        assert_parsed_by_the_declared_rules({**key_payload(2), field: value})
 
 
-def test_a_plain_key_takes_the_usual_path() -> None:
-    assert records._parse_usual_key(parse_json(dump_json(key_payload(3)))) is not None
+def test_the_rules_refuse_in_the_declarations_order() -> None:
+    # Both name and usage are wrong: the earlier declared field is the one named.
+    payload = key_payload(3, name=5, usage="1")
+    assert expected_outcome(payload) == "name"
+    with pytest.raises(PayloadError, match="field 'name' "):
+        parse_key(payload, offset=0)
+
+
+def test_a_plain_key_is_parsed() -> None:
+    assert_parsed_by_the_declared_rules(key_payload(3))
+    assert isinstance(expected_outcome(key_payload(3)), dict)

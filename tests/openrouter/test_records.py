@@ -224,19 +224,19 @@ def test_an_unprintable_hash_is_named_escaped_on_one_line() -> None:
     )
 
 
-def test_limits_are_read_off_the_models() -> None:
-    from etl.openrouter import records
-    from etl.store.column_limits import text_limit
+def test_limits_are_declared_once_and_built_into_the_models() -> None:
+    from etl.core.column_limits import MONEY_FRACTION_DIGITS, MONEY_INTEGER_DIGITS
+    from etl.core.key_fields import TEXT_LIMITS, key_field
     from models import ApiKey, UsageSnapshot
     from models.types import MONEY_PRECISION, MONEY_SCALE
 
-    assert records.TEXT_LIMITS["hash"].characters == ApiKey.__table__.c.hash.type.length
-    assert records.TEXT_LIMITS["hash"].characters == UsageSnapshot.__table__.c.key_hash.type.length
-    assert records.TEXT_LIMITS["name"].utf8_bytes == 2**16 - 1  # MariaDB's TEXT
-    assert records.MONEY_INTEGER_DIGITS == MONEY_PRECISION - MONEY_SCALE
-    assert records.MONEY_FRACTION_DIGITS == MONEY_SCALE
+    assert TEXT_LIMITS["hash"].characters == ApiKey.__table__.c.hash.type.length
+    assert TEXT_LIMITS["hash"].characters == UsageSnapshot.__table__.c.key_hash.type.length
+    assert TEXT_LIMITS["name"].utf8_bytes == 2**16 - 1  # MariaDB's TEXT
+    assert MONEY_INTEGER_DIGITS == MONEY_PRECISION - MONEY_SCALE
+    assert MONEY_FRACTION_DIGITS == MONEY_SCALE
     with pytest.raises(LookupError):
-        text_limit("no_such_field")
+        key_field("no_such_field")
 
 
 @pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"])
