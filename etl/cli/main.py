@@ -20,6 +20,7 @@ from etl.cli.simulate import simulate
 from etl.core.config import Settings, load_database_url, load_settings
 from etl.core.errors import ConfigError, KeyledgerError
 from etl.core.redact import RedactingFilter
+from etl.core.statuses import RunStatus, WorkspaceStatus
 from etl.demo import DEFAULT_DEMO_DATABASE, reset_demo_database, run_demo
 from etl.openrouter.client import OpenRouterClient
 from etl.openrouter.extract import WorkspaceTally, iter_workspace, resolve_workspaces
@@ -133,7 +134,7 @@ def sync(
     finally:
         engine.dispose()
     for workspace in result.workspaces:
-        if workspace.status != "ok":
+        if workspace.status != WorkspaceStatus.OK:
             click.echo(
                 f"keyledger: workspace {workspace.workspace_id} ({workspace.account}) "
                 f"{workspace.status}: {workspace.error}",
@@ -142,7 +143,7 @@ def sync(
     if result.error is not None:
         click.echo(f"keyledger: error: {result.error}", err=True)
     click.echo(result.summary(), err=True)
-    codes = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "locked": EXIT_LOCKED}
+    codes = {RunStatus.OK: EXIT_OK, RunStatus.PARTIAL: EXIT_PARTIAL, RunStatus.LOCKED: EXIT_LOCKED}
     sys.exit(codes.get(result.status, EXIT_FAILURE))
 
 

@@ -10,7 +10,6 @@ Nothing here commits; ``sync.py`` owns the transaction.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -27,7 +26,8 @@ from sqlalchemy import (
 )
 
 from etl.openrouter.records import MONEY_FIELDS, KeyRecord, dump_json, parse_json
-from etl.store import bulk, history
+from etl.store import bulk, daily_spend, versions
+from etl.store.counts import PageCounts
 from models import ApiKey, SyncSeenKey, UsageSnapshot, Workspace
 from models.types import money_as_stored
 
@@ -42,23 +42,6 @@ SNAPSHOT_FIELDS = (
     "expires_at",
 )
 _MONEY_COLUMNS = (*MONEY_FIELDS, "credit_limit", "limit_remaining")
-
-
-@dataclass
-class PageCounts:
-    """What loading one page (or one looked-up key) changed."""
-
-    seen: int = 0
-    new: int = 0
-    changed: int = 0
-    snapshots: int = 0
-
-    def add(self, other: PageCounts) -> None:
-        """Accumulate ``other`` into this tally."""
-        self.seen += other.seen
-        self.new += other.new
-        self.changed += other.changed
-        self.snapshots += other.snapshots
 
 
 def key_row(record: KeyRecord, raw_json: str, captured_at: datetime) -> dict[str, Any]:
@@ -129,7 +112,7 @@ def load_keys(
                 row[field] = money_as_stored(row[field], connection.dialect)
     stored = _stored_state(connection, [row["hash"] for row in rows if row["hash"] in known])
     snapshots: list[dict[str, Any]] = []
-    versions: list[dict[str, Any]] = []
+    new_versions: list[dict[str, Any]] = []
     spend: list[dict[str, Any]] = []
     for row in rows:
         before = stored.get(row["hash"])
@@ -137,20 +120,22 @@ def load_keys(
             counts.new += 1
         else:
             counts.changed += 1
-        if history.version_changed(before, row):
-            versions.append(history.version_row(row, captured_at))
+        if versions.version_changed(before, row):
+            new_versions.append(versions.version_row(row, captured_at))
         if before is None or any(before[f] != row[f] for f in SNAPSHOT_FIELDS):
             snapshots.append(_snapshot_row(row, captured_at, sync_run_id))
-            day_row = history.spend_row(before, row, captured_at, row["created_at"], observed_days)
+            day_row = daily_spend.spend_row(
+                before, row, captured_at, row["created_at"], observed_days
+            )
             if day_row is not None:
                 spend.append(day_row)
     bulk.upsert_rows(connection, ApiKey, ["hash"], rows, keep=["first_seen_at"])
     bulk.insert_rows(connection, UsageSnapshot, snapshots)
-    history.close_versions(
-        connection, [v["key_hash"] for v in versions if v["key_hash"] in stored], captured_at
+    versions.close_versions(
+        connection, [v["key_hash"] for v in new_versions if v["key_hash"] in stored], captured_at
     )
-    history.open_versions(connection, versions)
-    history.write_spend(connection, spend)
+    versions.open_versions(connection, new_versions)
+    daily_spend.write_spend(connection, spend)
     if sync_run_workspace_id is not None:
         bulk.insert_rows(
             connection,
@@ -176,7 +161,7 @@ _SNAPSHOT_AT = (
     .scalar_subquery()
     .label("snapshot_at")
 )
-_STATE_FIELDS = sorted({"deleted_at", *SNAPSHOT_FIELDS, *history.VERSIONED_FIELDS})
+_STATE_FIELDS = sorted({"deleted_at", *SNAPSHOT_FIELDS, *versions.VERSIONED_FIELDS})
 _STORED_STATE = select(
     ApiKey.hash, *(getattr(ApiKey, f) for f in _STATE_FIELDS), _SNAPSHOT_AT
 ).where(ApiKey.hash.in_(_HASHES))
@@ -246,9 +231,9 @@ def mark_deleted(
         .where(ApiKey.hash.in_(hashes), ApiKey.deleted_at.is_(None))
         .values(deleted_at=deleted_at, changed_at=deleted_at)
     )
-    history.close_versions(connection, hashes, deleted_at)
-    history.write_spend(
-        connection, history.deleted_key_rows(hashes, workspace_id, deleted_at, observed_days)
+    versions.close_versions(connection, hashes, deleted_at)
+    daily_spend.write_spend(
+        connection, daily_spend.deleted_key_rows(hashes, workspace_id, deleted_at, observed_days)
     )
     return len(hashes)
 
