@@ -1,10 +1,12 @@
-"""Records -> tables, through a Connection the caller gives (and commits).
+"""Key records -> api_keys, usage_snapshots and their history, through a Connection the
+caller gives (and commits).
 
 Set-based on purpose: per page one SELECT of what decides whether the page's keys
 changed, one SELECT of the stored state of those that did, then one executemany each
 (straight to the driver, etl.store.bulk) for the key upsert, the new snapshot rows, the new
 versions and the seen-key list.
-Nothing here commits; ``sync.py`` owns the transaction.
+Nothing here commits; ``etl.store.workspace_load`` calls these for one workspace, inside
+the transaction ``etl.sync`` owns.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
-    insert,
     select,
     update,
 )
@@ -28,7 +29,7 @@ from sqlalchemy import (
 from etl.openrouter.records import MONEY_FIELDS, KeyRecord, dump_json, parse_json
 from etl.store import bulk, daily_spend, versions
 from etl.store.counts import PageCounts
-from models import ApiKey, SyncSeenKey, UsageSnapshot, Workspace
+from models import ApiKey, SyncSeenKey, UsageSnapshot
 from models.types import money_as_stored
 
 # Values whose change writes a usage_snapshots row (descriptive fields do not).
@@ -243,44 +244,3 @@ def clear_seen(connection: Connection, sync_run_workspace_id: int) -> None:
     connection.execute(
         delete(SyncSeenKey).where(SyncSeenKey.sync_run_workspace_id == sync_run_workspace_id)
     )
-
-
-def mark_delisted(connection: Connection, workspace_id: str, at: datetime) -> None:
-    """Record that discovery no longer lists the workspace (a later listing clears it)."""
-    connection.execute(update(Workspace).where(Workspace.id == workspace_id).values(delisted_at=at))
-
-
-def upsert_workspace(
-    connection: Connection,
-    workspace_id: str,
-    *,
-    name: str | None,
-    slug: str | None,
-    synced_at: datetime | None,
-    now: datetime,
-) -> None:
-    """Insert the workspace, or refresh its name and last successful sync time."""
-    existing = connection.execute(select(Workspace.id).where(Workspace.id == workspace_id)).first()
-    values: dict[str, Any] = {}
-    if name is not None:
-        values["name"] = name
-    if slug is not None:
-        values["slug"] = slug
-    if synced_at is not None:
-        values["last_synced_at"] = synced_at
-        values["delisted_at"] = None  # listed again
-    if existing is None:
-        connection.execute(
-            insert(Workspace),
-            [
-                {
-                    "id": workspace_id,
-                    "first_seen_at": now,
-                    "name": name,
-                    "slug": slug,
-                    "last_synced_at": synced_at,
-                }
-            ],
-        )
-    elif values:
-        connection.execute(update(Workspace).where(Workspace.id == workspace_id).values(**values))

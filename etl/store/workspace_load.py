@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, insert, select, update
 
 from etl.core.clock import utcnow
 from etl.core.config import DEFAULT_WORKSPACE
@@ -28,6 +28,7 @@ from etl.core.config import DEFAULT_WORKSPACE
 from etl.openrouter.records import KeyRecord
 from etl.store import daily_spend, loading, runs
 from etl.store.counts import PageCounts
+from models import Workspace
 
 
 class FoundKey(Protocol):
@@ -153,7 +154,7 @@ class WorkspaceLoad:
             self._connection, listed.workspace_id, listed.listed_at, self._last_page_at
         )
         loading.clear_seen(self._connection, self._ledger_id)
-        loading.upsert_workspace(
+        _upsert_workspace(
             self._connection,
             listed.workspace_id,
             name=name,
@@ -168,9 +169,50 @@ class WorkspaceLoad:
     def retire(self) -> None:
         """Record that discovery no longer lists the workspace (instead of ``finish``)."""
         listed = self._ended()
-        loading.mark_delisted(self._connection, listed.workspace_id, listed.listed_at)
+        _mark_delisted(self._connection, listed.workspace_id, listed.listed_at)
 
     def _ended(self) -> _Listed:
         if self._listed is None:
             raise RuntimeError("the listing has not ended: call missing_keys() first")
         return self._listed
+
+
+def _mark_delisted(connection: Connection, workspace_id: str, at: datetime) -> None:
+    """Record that discovery no longer lists the workspace (a later listing clears it)."""
+    connection.execute(update(Workspace).where(Workspace.id == workspace_id).values(delisted_at=at))
+
+
+def _upsert_workspace(
+    connection: Connection,
+    workspace_id: str,
+    *,
+    name: str | None,
+    slug: str | None,
+    synced_at: datetime | None,
+    now: datetime,
+) -> None:
+    """Insert the workspace, or refresh its name and last successful sync time."""
+    existing = connection.execute(select(Workspace.id).where(Workspace.id == workspace_id)).first()
+    values: dict[str, Any] = {}
+    if name is not None:
+        values["name"] = name
+    if slug is not None:
+        values["slug"] = slug
+    if synced_at is not None:
+        values["last_synced_at"] = synced_at
+        values["delisted_at"] = None  # listed again
+    if existing is None:
+        connection.execute(
+            insert(Workspace),
+            [
+                {
+                    "id": workspace_id,
+                    "first_seen_at": now,
+                    "name": name,
+                    "slug": slug,
+                    "last_synced_at": synced_at,
+                }
+            ],
+        )
+    elif values:
+        connection.execute(update(Workspace).where(Workspace.id == workspace_id).values(**values))
