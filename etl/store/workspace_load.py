@@ -97,9 +97,10 @@ class WorkspaceLoad:
     def missing_keys(self) -> list[str]:
         """End the listing; the live keys of the workspace that it did not show."""
         if self._listed is None:
-            # No page at all (a workspace no longer listed): the local clock dates it,
-            # and so the deletions, since a 404 carries no Date worth filing under.
+            # With no page (a workspace no longer listed) the local clock dates the
+            # listing, and so the deletions: a 404 carries no Date worth filing under.
             listed_at = self._first_page_at or utcnow()
+            # An empty default workspace names no UUID: file it under the one learnt before.
             workspace_id = (
                 self._resolved
                 or runs.last_resolved(self._connection, self._requested_as)
