@@ -478,7 +478,7 @@ DATABASE = "database driver: C calls (sqlite3 / psycopg / PyMySQL)"
 REDUMP = "raw_json re-serialising: etl/core/exact_json.py dump_json"
 PARSE_JSON = "JSON parse: json.loads with Decimal numbers"
 RECORDS = "etl/openrouter/records.py: parse_key and its field readers"
-LOAD = "etl/store/loading.py, history.py, bulk.py: per-row Python"
+LOAD = "etl/store/{loading,workspace_load,versions,daily_spend,bulk}.py: per-row Python"
 TYPES = "models/types.py: Money, UtcDateTime bind/result processing"
 SQLALCHEMY = "SQLAlchemy: statement building, compile cache, per-row binds"
 HTTP = "HTTP: httpx, httpcore, h11, sockets, etl/openrouter/client.py and its retries"
@@ -517,7 +517,16 @@ def _category(path: str, name: str) -> str:
             ("etl/openrouter/records.py", "etl/core/key_fields.py", "etl/core/column_limits.py"),
             RECORDS,
         ),
-        (("etl/store/loading.py", "etl/store/history.py", "etl/store/bulk.py"), LOAD),
+        (
+            (
+                "etl/store/loading.py",
+                "etl/store/workspace_load.py",
+                "etl/store/versions.py",
+                "etl/store/daily_spend.py",
+                "etl/store/bulk.py",
+            ),
+            LOAD,
+        ),
         (("models/",), TYPES),
         (("/sqlalchemy/",), SQLALCHEMY),
         (("/httpx/", "/httpcore/", "/h11/", *_CLIENT_MODULES), HTTP),

@@ -19,19 +19,23 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl import server_clock
-from etl.core.config import DEFAULT_WORKSPACE, Account, Settings, WorkspaceSpec
+from etl.core.clock import utcnow
+from etl.core.config import Account, Settings, WorkspaceSpec
 from etl.core.errors import ApiError, AuthError, LoadError
+from etl.core.statuses import RunStatus, WorkspaceStatus
 from etl.openrouter.client import OpenRouterClient
-from etl.openrouter.confirm import Confirmed, confirm_each, confirm_missing
+from etl.openrouter.confirm import confirm_each, confirm_missing
 from etl.openrouter.extract import resolve_workspaces
-from etl.store import history, loading, locks, runs
+from etl.store import locks, runs
+from etl.store.counts import PageCounts
 from etl.store.database import WRITE, one_line
+from etl.store.workspace_load import WorkspaceLoad
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +54,8 @@ class WorkspaceResult:
 
     account: str
     workspace_id: str
-    status: str  # ok, failed, skipped, or delisted (no longer listed; its keys confirmed)
-    counts: loading.PageCounts = field(default_factory=loading.PageCounts)
+    status: WorkspaceStatus  # ok, failed, skipped, or delisted (its keys confirmed)
+    counts: PageCounts = field(default_factory=PageCounts)
     pages: int = 0
     deleted: int = 0
     error: str | None = None
@@ -71,30 +75,34 @@ class SyncResult:
     error: str | None = None  # why the run stopped short (the database failed)
 
     @property
-    def status(self) -> str:
+    def status(self) -> RunStatus:
         """ok (nothing failed; workspaces another run had are skipped), partial (some
         failed, or the database failed after some committed), failed (none synced) or
         locked (every workspace held by another run)."""
         states = {w.status for w in self.workspaces}
+        some_ok = RunStatus.PARTIAL if WorkspaceStatus.OK in states else RunStatus.FAILED
         if self.error is not None:
-            return "partial" if "ok" in states else "failed"
-        if states == {"skipped"}:
-            return "locked"
-        if "failed" not in states:
-            return "ok"
-        return "partial" if "ok" in states else "failed"
+            return some_ok
+        if states == {WorkspaceStatus.SKIPPED}:
+            return RunStatus.LOCKED
+        if WorkspaceStatus.FAILED not in states:
+            return RunStatus.OK
+        return some_ok
 
     def summary(self) -> str:
         """The one line a run prints on stderr."""
         by = [w.status for w in self.workspaces]
-        total = loading.PageCounts()
+        total = PageCounts()
         for w in self.workspaces:
             total.add(w.counts)
         prefix = "sync (dry run, nothing written)" if self.dry_run else "sync"
-        delisted = f", {by.count('delisted')} no longer listed" if "delisted" in by else ""
+        delisted = by.count(WorkspaceStatus.DELISTED)
+        gone = f", {delisted} no longer listed" if delisted else ""
         return (
-            f"{prefix}: {by.count('ok')} workspaces ok, {by.count('failed')} failed, "
-            f"{by.count('skipped')} skipped{delisted}; keys seen {total.seen}, new {total.new}, "
+            f"{prefix}: {by.count(WorkspaceStatus.OK)} workspaces ok, "
+            f"{by.count(WorkspaceStatus.FAILED)} failed, "
+            f"{by.count(WorkspaceStatus.SKIPPED)} skipped{gone}; "
+            f"keys seen {total.seen}, new {total.new}, "
             f"changed {total.changed}, deleted {sum(w.deleted for w in self.workspaces)}; "
             f"{total.snapshots} snapshot rows; {self.seconds:.1f}s"
         )
@@ -167,7 +175,7 @@ def run_sync(
         run_lock = locks.try_lock(engine, runs.run_lock_name(token), ephemeral=True)
         if not dry_run:
             runs.abandon_dead_runs(engine)
-        run_started = runs.utcnow()
+        run_started = utcnow()
         with units.unit() as connection:
             run_id = runs.start_run(connection, dry_run=dry_run, lock_token=token)
         lost = _sync_accounts(
@@ -183,7 +191,7 @@ def run_sync(
             outcome.error = (
                 f"{stopped}; sync_runs shows it running until a later run marks it abandoned"
             )
-        if lost is not None and (dry_run or "ok" not in {w.status for w in results}):
+        if lost is not None and (dry_run or WorkspaceStatus.OK not in {w.status for w in results}):
             # Nothing committed, so nothing to report but the database's failure.
             raise LoadError(one_line(lost)) from lost
         outcome.seconds = time.monotonic() - started
@@ -212,7 +220,9 @@ def _sync_accounts(
             try:
                 workspaces = resolve_workspaces(client, account.workspaces)
             except ApiError as exc:
-                results.append(WorkspaceResult(account.name, "*", "failed", error=one_line(exc)))
+                results.append(
+                    WorkspaceResult(account.name, "*", WorkspaceStatus.FAILED, error=one_line(exc))
+                )
                 log.info("account %s: cannot list workspaces: %s", account.name, exc)
                 continue
             lost: SQLAlchemyError | None = None
@@ -221,7 +231,7 @@ def _sync_accounts(
                 if not_attempted is not None:
                     # Its ledger row is written with the run's end.
                     skipped = WorkspaceResult(
-                        account.name, workspace.id, "skipped", error=not_attempted
+                        account.name, workspace.id, WorkspaceStatus.SKIPPED, error=not_attempted
                     )
                     skipped.ledger_pending = True
                     results.append(skipped)
@@ -236,7 +246,7 @@ def _sync_accounts(
                     # Outside the workspace's transaction (its lock or its ledger row):
                     # nothing of it was written.
                     result = WorkspaceResult(
-                        account.name, workspace.id, "failed", error=one_line(exc)
+                        account.name, workspace.id, WorkspaceStatus.FAILED, error=one_line(exc)
                     )
                     result.ledger_pending = True
                     lost = exc
@@ -298,7 +308,8 @@ def _record_end(units: _Units, run_id: int, outcome: SyncResult) -> SQLAlchemyEr
     Best effort: returns the error when the database is really gone; then the run
     stays ``running`` until a later run finds its lock free and marks it abandoned.
     """
-    status = "failed" if outcome.status == "locked" else outcome.status
+    # The ledger has no "locked" run: one that synced nothing failed.
+    status = RunStatus.FAILED if outcome.status is RunStatus.LOCKED else outcome.status
     try:
         with units.unit() as connection:
             for result in outcome.workspaces:
@@ -354,7 +365,9 @@ def _sync_workspace(
             ledger_id = runs.open_workspace(
                 connection, run_id, account=account.name, requested_as=workspace.id
             )
-        attempt = WorkspaceResult(account.name, workspace.id, "ok", ledger_id=ledger_id)
+        attempt = WorkspaceResult(
+            account.name, workspace.id, WorkspaceStatus.OK, ledger_id=ledger_id
+        )
         try:
             with units.unit() as connection:
                 # Every server time is checked before anything is filed under it.
@@ -366,7 +379,7 @@ def _sync_workspace(
                 )
                 if delisted:
                     _retire_workspace(connection, watched, run_id, ledger_id, workspace, attempt)
-                    attempt.status = "delisted"
+                    attempt.status = WorkspaceStatus.DELISTED
                 else:
                     _load_workspace(connection, watched, run_id, ledger_id, workspace, attempt)
                 _close(connection, ledger_id, attempt)
@@ -376,7 +389,7 @@ def _sync_workspace(
             failed = WorkspaceResult(
                 account.name,
                 attempt.workspace_id,
-                "failed",
+                WorkspaceStatus.FAILED,
                 error=one_line(exc),
                 key_refused=isinstance(exc, AuthError),
                 ledger_id=ledger_id,
@@ -403,10 +416,10 @@ def _skip(
         run_id,
         account=account.name,
         requested_as=workspace.id,
-        status="skipped",
+        status=WorkspaceStatus.SKIPPED,
         error=reason,
     )
-    return WorkspaceResult(account.name, workspace.id, "skipped", error=reason)
+    return WorkspaceResult(account.name, workspace.id, WorkspaceStatus.SKIPPED, error=reason)
 
 
 def _close(connection: Connection, ledger_id: int, result: WorkspaceResult) -> None:
@@ -431,55 +444,20 @@ def _load_workspace(
 ) -> None:
     """List, load, confirm the missing, mark the deleted: all inside ``connection``'s
     transaction."""
-    resolved = None if workspace.id == DEFAULT_WORKSPACE else workspace.id
-    listed_at: datetime | None = None
-    last_page_at: datetime | None = None
-    observed: frozenset[date] | None = None
+    load = WorkspaceLoad(
+        connection, sync_run_id=run_id, ledger_id=ledger_id, requested_as=workspace.id
+    )
     for page in client.iter_key_pages(workspace.id):
-        result.pages += 1
-        listed_at = listed_at or page.server_time
-        last_page_at = page.server_time
-        if resolved is None and page.records:
-            resolved = page.records[0].workspace_id
-        if observed is None and resolved is not None:
-            observed = _recent_observations(connection, resolved, listed_at)
-        result.counts.add(
-            loading.load_keys(
-                connection,
-                page.records,
-                captured_at=page.server_time,
-                sync_run_id=run_id,
-                sync_run_workspace_id=ledger_id,
-                observed_days=observed or frozenset(),
-            )
-        )
-    listed_at = listed_at or runs.utcnow()
-    resolved = resolved or runs.last_resolved(connection, workspace.id) or workspace.id
-    result.workspace_id = resolved
-    if observed is None:
-        observed = _recent_observations(connection, resolved, listed_at)
+        load.add_page(page.records, page.server_time)
+    missing = load.missing_keys()
+    result.workspace_id = load.workspace_id
     # Offset paging can skip a key while others are deleted: ask before marking.
-    missing = loading.missing_keys(connection, resolved, ledger_id)
     confirmed = confirm_missing(
-        client, missing, workspace_id=resolved, listed=result.counts.seen - result.counts.new
+        client, missing, workspace_id=load.workspace_id, listed=load.known_keys_listed
     )
-    _settle(
-        connection, confirmed, run_id, result, resolved, deleted_at=listed_at, observed=observed
-    )
-    # A listing that ran across midnight saw some keys on each day and all keys on
-    # neither: it marks no day observed (its snapshots still count for their own day).
-    if last_page_at is None or history.utc_day(last_page_at) == history.utc_day(listed_at):
-        history.record_observation(connection, resolved, listed_at)
-    loading.clear_seen(connection, ledger_id)
-    loading.upsert_workspace(
-        connection,
-        resolved,
-        name=workspace.name,
-        slug=workspace.slug,
-        synced_at=listed_at,
-        now=runs.utcnow(),
-    )
-    runs.resolve_workspace(connection, ledger_id, resolved, listed_at)
+    load.settle(confirmed.found, confirmed.gone)
+    load.finish(name=workspace.name, slug=workspace.slug)
+    _take_counts(result, load)
 
 
 def _retire_workspace(
@@ -492,45 +470,17 @@ def _retire_workspace(
 ) -> None:
     """Discovery stopped listing the workspace: ask for each of its live keys (404:
     deleted, history kept; found: stored as it is now) and mark the workspace delisted."""
-    now = runs.utcnow()
-    observed = _recent_observations(connection, workspace.id, now)
-    confirmed = confirm_each(client, loading.missing_keys(connection, workspace.id, ledger_id))
-    # A 404 carries no Date worth filing under, so the local clock dates the deletions.
-    _settle(connection, confirmed, run_id, result, workspace.id, deleted_at=now, observed=observed)
-    loading.mark_delisted(connection, workspace.id, now)
-
-
-def _settle(
-    connection: Connection,
-    confirmed: Confirmed,
-    run_id: int,
-    result: WorkspaceResult,
-    workspace_id: str,
-    *,
-    deleted_at: datetime,
-    observed: frozenset[date],
-) -> None:
-    """Store the confirmed keys that still exist as they are now; mark the gone deleted."""
-    for found in confirmed.found:
-        result.counts.add(
-            loading.load_keys(
-                connection,
-                [found.record],
-                captured_at=found.server_time,
-                sync_run_id=run_id,
-                sync_run_workspace_id=None,
-                observed_days=observed,
-            )
-        )
-    result.deleted = loading.mark_deleted(
-        connection, confirmed.gone, deleted_at, workspace_id=workspace_id, observed_days=observed
+    load = WorkspaceLoad(
+        connection, sync_run_id=run_id, ledger_id=ledger_id, requested_as=workspace.id
     )
+    confirmed = confirm_each(client, load.missing_keys())  # no listing: every live key
+    load.settle(confirmed.found, confirmed.gone)
+    load.retire()
+    _take_counts(result, load)
 
 
-def _recent_observations(
-    connection: Connection, workspace_id: str, listed_at: datetime
-) -> frozenset[date]:
-    """Days just before this listing on which earlier runs observed the workspace."""
-    return history.observed_days(
-        connection, workspace_id, since=history.utc_day(listed_at) - timedelta(days=2)
-    )
+def _take_counts(result: WorkspaceResult, load: WorkspaceLoad) -> None:
+    """Copy what the load wrote into ``result`` (once it all succeeded)."""
+    result.pages = load.pages
+    result.counts = load.counts
+    result.deleted = load.deleted

@@ -18,8 +18,8 @@ from etl.server_clock import MAX_RUN_SPAN, ClockWatch
 from etl.simulator.server import SimulatorServer
 from etl.simulator.service import Simulator
 from etl.simulator.world import World
-from etl.store import history
 from etl.store.database import make_engine
+from etl.store.versions import close_versions
 from etl.sync import SyncResult
 from models import (
     ApiKey,
@@ -329,7 +329,7 @@ def test_a_version_closed_by_an_earlier_date_ends_where_it_began(engine: Engine)
         key_hash, valid_from = connection.execute(
             select(ApiKeyVersion.key_hash, ApiKeyVersion.valid_from).limit(1)
         ).one()
-        history.close_versions(connection, [key_hash], valid_from - timedelta(minutes=3))
+        close_versions(connection, [key_hash], valid_from - timedelta(minutes=3))
         valid_to = connection.scalar(
             select(ApiKeyVersion.valid_to).where(ApiKeyVersion.key_hash == key_hash)
         )

@@ -16,7 +16,7 @@ from etl.core.exact_json import dump_json, parse_json
 from etl.openrouter.client import OpenRouterClient
 from etl.simulator.service import Faults, Simulator
 from etl.simulator.world import World
-from etl.store.loading import PageCounts
+from etl.store.counts import PageCounts
 from etl.sync import KEY_REFUSED, SyncResult, run_sync
 from models import ApiKey, SyncRun, SyncRunWorkspace, SyncSeenKey, UsageSnapshot, Workspace
 from tests.helpers import as_stored, refuse_keys

@@ -19,6 +19,7 @@ from etl.cli.simulate import simulate
 from etl.core.config import Settings, load_database_url, load_settings
 from etl.core.errors import ConfigError, KeyledgerError
 from etl.core.redact import RedactingFilter
+from etl.core.statuses import RunStatus, WorkspaceStatus
 from etl.demo import DEFAULT_DEMO_DATABASE, reset_demo_database, run_demo
 from etl.openrouter.extract import extract_keys
 from etl.reports.build import build_report
@@ -127,7 +128,7 @@ def sync(
     except KeyledgerError as exc:
         fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
     for workspace in result.workspaces:
-        if workspace.status != "ok":
+        if workspace.status != WorkspaceStatus.OK:
             click.echo(
                 f"keyledger: workspace {workspace.workspace_id} ({workspace.account}) "
                 f"{workspace.status}: {workspace.error}",
@@ -136,7 +137,7 @@ def sync(
     if result.error is not None:
         click.echo(f"keyledger: error: {result.error}", err=True)
     click.echo(result.summary(), err=True)
-    codes = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "locked": EXIT_LOCKED}
+    codes = {RunStatus.OK: EXIT_OK, RunStatus.PARTIAL: EXIT_PARTIAL, RunStatus.LOCKED: EXIT_LOCKED}
     sys.exit(codes.get(result.status, EXIT_FAILURE))
 
 

@@ -5,7 +5,7 @@ and how the ledger keeps it; its Python type says the rest: ``str`` is text,
 ``Decimal`` money, ``bool`` a boolean, ``datetime`` a UTC timestamp, and ``| None``
 that the API may send null. ``KEY_FIELDS`` is that table, read off the class. The
 parser (etl.openrouter.records), the models and so the data dictionary
-(models.key_columns), and the row builders (etl.store.loading, etl.store.history) all
+(models.key_columns), and the row builders (etl.store.loading, etl.store.versions) all
 derive from it; none lists the fields again.
 
 A new API field is one attribute here, one model line per table it lands in

@@ -1,1 +1,2 @@
-"""The database side: engines, migrations, locks, the run ledger, key loading, history."""
+"""The database side: engines, migrations, locks, the run ledger, key loading, key
+versions and daily spend."""

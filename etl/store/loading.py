@@ -1,16 +1,17 @@
-"""Records -> tables, through a Connection the caller gives (and commits).
+"""Key records -> api_keys, usage_snapshots and their history, through a Connection the
+caller gives (and commits).
 
 Set-based on purpose: per page one SELECT of what decides whether the page's keys
 changed, one SELECT of the stored state of those that did, then one executemany each
 (straight to the driver, etl.store.bulk) for the key upsert, the new snapshot rows, the new
 versions and the seen-key list.
-Nothing here commits; ``sync.py`` owns the transaction.
+Nothing here commits; ``etl.store.workspace_load`` calls these for one workspace, inside
+the transaction ``etl.sync`` owns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from operator import attrgetter
 from typing import Any
@@ -22,7 +23,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
-    insert,
     select,
     update,
 )
@@ -36,8 +36,9 @@ from etl.core.key_fields import (
     VERSIONED_FIELDS,
     KeyRecord,
 )
-from etl.store import bulk, history
-from models import ApiKey, SyncSeenKey, UsageSnapshot, Workspace
+from etl.store import bulk, daily_spend, versions
+from etl.store.counts import PageCounts
+from models import ApiKey, SyncSeenKey, UsageSnapshot
 from models.types import money_as_stored
 
 # The fields and their columns are declared once, in etl.core.key_fields: a change of
@@ -45,23 +46,6 @@ from models.types import money_as_stored
 
 # The record's values in KEY_COLUMNS' order, in one C call.
 _FIELD_VALUES = attrgetter(*(f.name for f in KEY_FIELDS))
-
-
-@dataclass
-class PageCounts:
-    """What loading one page (or one looked-up key) changed."""
-
-    seen: int = 0
-    new: int = 0
-    changed: int = 0
-    snapshots: int = 0
-
-    def add(self, other: PageCounts) -> None:
-        """Accumulate ``other`` into this tally."""
-        self.seen += other.seen
-        self.new += other.new
-        self.changed += other.changed
-        self.snapshots += other.snapshots
 
 
 def key_row(record: KeyRecord, raw_json: str, captured_at: datetime) -> dict[str, Any]:
@@ -109,7 +93,7 @@ def load_keys(
                 row[field] = money_as_stored(row[field], connection.dialect)
     stored = _stored_state(connection, [row["hash"] for row in rows if row["hash"] in known])
     snapshots: list[dict[str, Any]] = []
-    versions: list[dict[str, Any]] = []
+    new_versions: list[dict[str, Any]] = []
     spend: list[dict[str, Any]] = []
     for row in rows:
         before = stored.get(row["hash"])
@@ -117,20 +101,22 @@ def load_keys(
             counts.new += 1
         else:
             counts.changed += 1
-        if history.version_changed(before, row):
-            versions.append(history.version_row(row, captured_at))
+        if versions.version_changed(before, row):
+            new_versions.append(versions.version_row(row, captured_at))
         if before is None or any(before[f] != row[f] for f in SNAPSHOT_FIELDS):
             snapshots.append(_snapshot_row(row, captured_at, sync_run_id))
-            day_row = history.spend_row(before, row, captured_at, row["created_at"], observed_days)
+            day_row = daily_spend.spend_row(
+                before, row, captured_at, row["created_at"], observed_days
+            )
             if day_row is not None:
                 spend.append(day_row)
     bulk.upsert_rows(connection, ApiKey, ["hash"], rows, keep=["first_seen_at"])
     bulk.insert_rows(connection, UsageSnapshot, snapshots)
-    history.close_versions(
-        connection, [v["key_hash"] for v in versions if v["key_hash"] in stored], captured_at
+    versions.close_versions(
+        connection, [v["key_hash"] for v in new_versions if v["key_hash"] in stored], captured_at
     )
-    history.open_versions(connection, versions)
-    history.write_spend(connection, spend)
+    versions.open_versions(connection, new_versions)
+    daily_spend.write_spend(connection, spend)
     if sync_run_workspace_id is not None:
         bulk.insert_rows(
             connection,
@@ -226,9 +212,9 @@ def mark_deleted(
         .where(ApiKey.hash.in_(hashes), ApiKey.deleted_at.is_(None))
         .values(deleted_at=deleted_at, changed_at=deleted_at)
     )
-    history.close_versions(connection, hashes, deleted_at)
-    history.write_spend(
-        connection, history.deleted_key_rows(hashes, workspace_id, deleted_at, observed_days)
+    versions.close_versions(connection, hashes, deleted_at)
+    daily_spend.write_spend(
+        connection, daily_spend.deleted_key_rows(hashes, workspace_id, deleted_at, observed_days)
     )
     return len(hashes)
 
@@ -238,44 +224,3 @@ def clear_seen(connection: Connection, sync_run_workspace_id: int) -> None:
     connection.execute(
         delete(SyncSeenKey).where(SyncSeenKey.sync_run_workspace_id == sync_run_workspace_id)
     )
-
-
-def mark_delisted(connection: Connection, workspace_id: str, at: datetime) -> None:
-    """Record that discovery no longer lists the workspace (a later listing clears it)."""
-    connection.execute(update(Workspace).where(Workspace.id == workspace_id).values(delisted_at=at))
-
-
-def upsert_workspace(
-    connection: Connection,
-    workspace_id: str,
-    *,
-    name: str | None,
-    slug: str | None,
-    synced_at: datetime | None,
-    now: datetime,
-) -> None:
-    """Insert the workspace, or refresh its name and last successful sync time."""
-    existing = connection.execute(select(Workspace.id).where(Workspace.id == workspace_id)).first()
-    values: dict[str, Any] = {}
-    if name is not None:
-        values["name"] = name
-    if slug is not None:
-        values["slug"] = slug
-    if synced_at is not None:
-        values["last_synced_at"] = synced_at
-        values["delisted_at"] = None  # listed again
-    if existing is None:
-        connection.execute(
-            insert(Workspace),
-            [
-                {
-                    "id": workspace_id,
-                    "first_seen_at": now,
-                    "name": name,
-                    "slug": slug,
-                    "last_synced_at": synced_at,
-                }
-            ],
-        )
-    elif values:
-        connection.execute(update(Workspace).where(Workspace.id == workspace_id).values(**values))

@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl import __version__
+from etl.core.clock import utcnow
 from etl.core.config import DEFAULT_WORKSPACE
+from etl.core.statuses import RunStatus, WorkspaceStatus
 from etl.store import locks
-from etl.store.loading import PageCounts
+from etl.store.counts import PageCounts
 from models import SyncRun, SyncRunWorkspace, Workspace
-
-
-def utcnow() -> datetime:
-    """The local clock, aware UTC (for ledger times; data times come from the server)."""
-    return datetime.now(timezone.utc)
 
 
 def start_run(connection: Connection, *, dry_run: bool, lock_token: str) -> int:
@@ -30,7 +27,7 @@ def start_run(connection: Connection, *, dry_run: bool, lock_token: str) -> int:
     result = connection.execute(
         insert(SyncRun).values(
             started_at=utcnow(),
-            status="running",
+            status=RunStatus.RUNNING.value,
             keyledger_version=__version__,
             hostname=socket.gethostname()[:255],
             pid=os.getpid(),
@@ -51,7 +48,7 @@ def abandon_dead_runs(engine: Engine) -> int:
     (a killed run never gets to write its own end). Returns how many."""
     with engine.connect() as connection:
         running = connection.execute(
-            select(SyncRun.id, SyncRun.lock_token).where(SyncRun.status == "running")
+            select(SyncRun.id, SyncRun.lock_token).where(SyncRun.status == RunStatus.RUNNING.value)
         ).all()
     dead = []
     for run_id, token in running:
@@ -63,25 +60,28 @@ def abandon_dead_runs(engine: Engine) -> int:
         with engine.begin() as connection:
             connection.execute(
                 update(SyncRun)
-                .where(SyncRun.id.in_(dead), SyncRun.status == "running")
-                .values(status="abandoned", finished_at=utcnow())
+                .where(SyncRun.id.in_(dead), SyncRun.status == RunStatus.RUNNING.value)
+                .values(status=RunStatus.ABANDONED.value, finished_at=utcnow())
             )
             connection.execute(
                 update(SyncRunWorkspace)
-                .where(SyncRunWorkspace.sync_run_id.in_(dead), SyncRunWorkspace.status == "running")
-                .values(status="abandoned")
+                .where(
+                    SyncRunWorkspace.sync_run_id.in_(dead),
+                    SyncRunWorkspace.status == WorkspaceStatus.RUNNING.value,
+                )
+                .values(status=WorkspaceStatus.ABANDONED.value)
             )
     return len(dead)
 
 
 def finish_run(
-    connection: Connection, run_id: int, status: str, *, error: str | None = None
+    connection: Connection, run_id: int, status: RunStatus, *, error: str | None = None
 ) -> None:
     """Close the run's row with its final status (and why it stopped short, if it did)."""
     connection.execute(
         update(SyncRun)
         .where(SyncRun.id == run_id)
-        .values(finished_at=utcnow(), status=status, error=error)
+        .values(finished_at=utcnow(), status=status.value, error=error)
     )
 
 
@@ -91,19 +91,20 @@ def open_workspace(
     *,
     account: str,
     requested_as: str,
-    status: str = "running",
+    status: WorkspaceStatus = WorkspaceStatus.RUNNING,
     error: str | None = None,
 ) -> int:
     """Insert a workspace's row for this run; a running one abandons dead runs' rows."""
-    if status == "running":
+    running = status is WorkspaceStatus.RUNNING
+    if running:
         # The caller holds the workspace's lock: a row still "running" is a dead run's.
         connection.execute(
             update(SyncRunWorkspace)
             .where(
                 SyncRunWorkspace.requested_as == requested_as,
-                SyncRunWorkspace.status == "running",
+                SyncRunWorkspace.status == WorkspaceStatus.RUNNING.value,
             )
-            .values(status="abandoned")
+            .values(status=WorkspaceStatus.ABANDONED.value)
         )
     result = connection.execute(
         insert(SyncRunWorkspace).values(
@@ -111,9 +112,9 @@ def open_workspace(
             account=account[:255],
             requested_as=requested_as,
             workspace_id=requested_as,
-            status=status,
+            status=status.value,
             started_at=utcnow(),
-            finished_at=None if status == "running" else utcnow(),
+            finished_at=None if running else utcnow(),
             pages=0,
             keys_seen=0,
             keys_new=0,
@@ -130,7 +131,7 @@ def close_workspace(
     connection: Connection,
     ledger_id: int,
     *,
-    status: str,
+    status: WorkspaceStatus,
     pages: int,
     counts: PageCounts,
     deleted: int,
@@ -141,7 +142,7 @@ def close_workspace(
         update(SyncRunWorkspace)
         .where(SyncRunWorkspace.id == ledger_id)
         .values(
-            status=status,
+            status=status.value,
             finished_at=utcnow(),
             pages=pages,
             keys_seen=counts.seen,
@@ -171,7 +172,7 @@ def synced_since(connection: Connection, requested_as: str, since: datetime) -> 
         select(SyncRunWorkspace.sync_run_id)
         .where(
             SyncRunWorkspace.requested_as == requested_as,
-            SyncRunWorkspace.status == "ok",
+            SyncRunWorkspace.status == WorkspaceStatus.OK.value,
             SyncRunWorkspace.finished_at >= since,
         )
         .limit(1)
@@ -183,7 +184,10 @@ def delisted_workspaces(connection: Connection, account: str, listed: set[str]) 
     are not yet marked so)."""
     synced = (
         select(SyncRunWorkspace.workspace_id)
-        .where(SyncRunWorkspace.account == account[:255], SyncRunWorkspace.status == "ok")
+        .where(
+            SyncRunWorkspace.account == account[:255],
+            SyncRunWorkspace.status == WorkspaceStatus.OK.value,
+        )
         .distinct()
     )
     query = select(Workspace.id).where(
@@ -216,7 +220,7 @@ def holder(engine: Engine, workspace_id: str) -> str:
                 .join(SyncRunWorkspace, SyncRunWorkspace.sync_run_id == SyncRun.id)
                 .where(
                     SyncRunWorkspace.requested_as == workspace_id,
-                    SyncRunWorkspace.status == "running",
+                    SyncRunWorkspace.status == WorkspaceStatus.RUNNING.value,
                 )
                 .order_by(SyncRunWorkspace.id.desc())
                 .limit(1)

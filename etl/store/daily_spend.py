@@ -1,4 +1,4 @@
-"""Derived history the sync maintains: key versions, observed days, exact daily spend.
+"""Daily spend (daily_key_spend) and the days a workspace was observed (workspace_days).
 
 Daily spend is the difference of two day-start totals: ``usage - usage_daily`` is a
 key's exact cumulative usage at 00:00 UTC of the day it was captured. A day-start total
@@ -19,22 +19,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    and_,
-    case,
-    delete,
-    exists,
-    insert,
-    literal,
-    select,
-    update,
-)
+from sqlalchemy import Connection, and_, delete, exists, insert, literal, select, update
 
-from etl.core.key_fields import VERSIONED_FIELDS
-from etl.store.bulk import insert_rows, upsert_rows
-from models import ApiKey, ApiKeyVersion, DailyKeySpend, WorkspaceDay
-from models.types import UtcDateTime
+from etl.store.bulk import upsert_rows
+from models import ApiKey, DailyKeySpend, WorkspaceDay
 
 
 def utc_day(moment: datetime) -> date:
@@ -45,44 +33,6 @@ def utc_day(moment: datetime) -> date:
 def day_start(day: date) -> datetime:
     """00:00 UTC of ``day``."""
     return datetime.combine(day, time(0), tzinfo=timezone.utc)
-
-
-def version_row(row: Mapping[str, Any], valid_from: datetime) -> dict[str, Any]:
-    """The api_key_versions row that starts with ``row``'s attributes (a change of any
-    of the declared VERSIONED_FIELDS opens a new one)."""
-    version = {field: row[field] for field in VERSIONED_FIELDS}
-    version.update(key_hash=row["hash"], valid_from=valid_from, valid_to=None)
-    return version
-
-
-def version_changed(before: Mapping[str, Any] | None, row: Mapping[str, Any]) -> bool:
-    """True when ``row`` starts a new version (first sight, a change, or undeletion)."""
-    if before is None or before["deleted_at"] is not None:
-        return True
-    return any(before[field] != row[field] for field in VERSIONED_FIELDS)
-
-
-def close_versions(connection: Connection, hashes: Collection[str], at: datetime) -> None:
-    """End the current version of each key (a newer version or a deletion was seen)."""
-    if hashes:
-        # Never before it began: Dates inside one run may be a few minutes out of order
-        # (etl.server_clock tolerates that), and an inverted interval would answer no
-        # "as of" question; an empty one says the version was seen only at that instant.
-        moment = literal(at, UtcDateTime())
-        connection.execute(
-            update(ApiKeyVersion)
-            .where(ApiKeyVersion.key_hash.in_(hashes), ApiKeyVersion.valid_to.is_(None))
-            .values(
-                valid_to=case(
-                    (ApiKeyVersion.valid_from > moment, ApiKeyVersion.valid_from), else_=moment
-                )
-            )
-        )
-
-
-def open_versions(connection: Connection, versions: list[dict[str, Any]]) -> None:
-    """Insert new current versions."""
-    insert_rows(connection, ApiKeyVersion, versions)
 
 
 def day_start_total(values: Mapping[str, Any], prefix: str = "") -> Decimal:
@@ -156,6 +106,27 @@ def observed_days(connection: Connection, workspace_id: str, since: date) -> fro
         WorkspaceDay.day >= since,
     )
     return frozenset(connection.scalars(query))
+
+
+def recent_observations(
+    connection: Connection, workspace_id: str, listed_at: datetime
+) -> frozenset[date]:
+    """Days just before a listing at ``listed_at`` on which earlier runs observed the
+    workspace (all that ``spend_row`` and ``deleted_key_rows`` look back at)."""
+    return observed_days(connection, workspace_id, since=utc_day(listed_at) - timedelta(days=2))
+
+
+def record_listing(
+    connection: Connection,
+    workspace_id: str,
+    first_page_at: datetime,
+    last_page_at: datetime | None,
+) -> None:
+    """Mark the workspace observed on the day of a complete listing, unless the listing
+    ran across midnight: then it saw some keys on each day and all keys on neither, so
+    it marks no day observed (its snapshots still count for their own day)."""
+    if last_page_at is None or utc_day(last_page_at) == utc_day(first_page_at):
+        record_observation(connection, workspace_id, first_page_at)
 
 
 def record_observation(connection: Connection, workspace_id: str, observed_at: datetime) -> None:
