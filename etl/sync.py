@@ -316,14 +316,7 @@ def _record_end(units: _Units, run_id: int, outcome: SyncResult) -> SQLAlchemyEr
                 if not result.ledger_pending:
                     continue
                 if result.ledger_id is None:
-                    runs.open_workspace(
-                        connection,
-                        run_id,
-                        account=result.account,
-                        requested_as=result.workspace_id,
-                        status=result.status,
-                        error=result.error,
-                    )
+                    _record_unopened(connection, run_id, result)
                 else:
                     _close(connection, result.ledger_id, result)
             runs.finish_run(connection, run_id, status, error=outcome.error)
@@ -411,15 +404,22 @@ def _skip(
     connection: Connection, run_id: int, account: Account, workspace: WorkspaceSpec, reason: str
 ) -> WorkspaceResult:
     """Record the workspace as skipped by this run, for ``reason``."""
+    skipped = WorkspaceResult(account.name, workspace.id, WorkspaceStatus.SKIPPED, error=reason)
+    _record_unopened(connection, run_id, skipped)
+    return skipped
+
+
+def _record_unopened(connection: Connection, run_id: int, result: WorkspaceResult) -> None:
+    """The ledger row of a workspace that ended before it was opened (skipped, or not
+    attempted): written once, with its end already in it."""
     runs.open_workspace(
         connection,
         run_id,
-        account=account.name,
-        requested_as=workspace.id,
-        status=WorkspaceStatus.SKIPPED,
-        error=reason,
+        account=result.account,
+        requested_as=result.workspace_id,
+        status=result.status,
+        error=result.error,
     )
-    return WorkspaceResult(account.name, workspace.id, WorkspaceStatus.SKIPPED, error=reason)
 
 
 def _close(connection: Connection, ledger_id: int, result: WorkspaceResult) -> None:
