@@ -23,13 +23,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from etl import __version__
+from etl.core.clock import utcnow
 from etl.core.config import DEFAULT_WORKSPACE, ClientSettings, Secret
 from etl.core.errors import ApiError, PaginationError, PayloadError
 from etl.core.exact_json import parse_json
@@ -104,7 +105,7 @@ class OpenRouterClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        now: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings

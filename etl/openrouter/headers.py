@@ -8,6 +8,8 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
+from etl.core.clock import utcnow
+
 
 def server_time(response: httpx.Response, fallback: Callable[[], datetime]) -> datetime:
     """The server's clock from the ``Date`` header (aware UTC), else ``fallback()``."""
@@ -40,5 +42,5 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     # Measured against the server's own clock, so client clock skew does not matter.
-    reference = server_time(response, lambda: datetime.now(timezone.utc))
+    reference = server_time(response, utcnow)
     return max(0.0, (when - reference).total_seconds())
