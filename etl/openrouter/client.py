@@ -2,7 +2,7 @@
 
 A request is three pieces: ``_attempt`` here sends it once (rate limit, concurrency
 slot, counters, logging) and turns timeouts and dropped connections into a
-``TransientFailure``; etl.openrouter.statuses says what each error status becomes
+``TransientFailure``; etl.openrouter.status_errors says what each error status becomes
 (429 and 5xx are worth another try, the rest fail at once); etl.openrouter.retry
 decides whether, and after how long, to try again. One rate limit and one
 concurrency bound cover every request the client makes, whichever workspace it is for.
@@ -45,7 +45,7 @@ from etl.openrouter.records import (
     parse_workspace_list,
 )
 from etl.openrouter.retry import RetryPolicy, TransientFailure
-from etl.openrouter.statuses import status_failure
+from etl.openrouter.status_errors import status_failure
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """When a failed request is tried again, after how long, and when to give up.
 
 Only a ``TransientFailure`` is retried: the request piece raises it for the failures
-that another attempt may not repeat (etl.openrouter.statuses says which statuses are).
+that another attempt may not repeat (etl.openrouter.status_errors says which statuses are).
 Everything else goes through at once. Between attempts the policy waits what the
 server asked (``Retry-After``, capped) or else an exponential backoff with "equal
 jitter". It gives up after ``max_attempts`` tries, or sooner when the next wait would

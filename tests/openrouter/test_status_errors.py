@@ -6,7 +6,7 @@ import pytest
 
 from etl.core.errors import ApiStatusError, AuthError
 from etl.openrouter.retry import TransientFailure
-from etl.openrouter.statuses import RETRYABLE_STATUSES, status_failure
+from etl.openrouter.status_errors import RETRYABLE_STATUSES, status_failure
 
 
 @pytest.mark.parametrize("status", [401, 403])
