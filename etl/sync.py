@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,15 +31,13 @@ from etl.core.errors import ApiError, AuthError, LoadError
 from etl.core.statuses import RunStatus, WorkspaceStatus
 from etl.openrouter.client import OpenRouterClient
 from etl.openrouter.confirm import confirm_each, confirm_missing
-from etl.openrouter.extract import resolve_workspaces
+from etl.openrouter.extract import ClientFactory, resolve_workspaces
 from etl.store import locks, runs
 from etl.store.counts import PageCounts
 from etl.store.database import WRITE, one_line
 from etl.store.workspace_load import WorkspaceLoad
 
 log = logging.getLogger(__name__)
-
-ClientFactory = Callable[[Account], OpenRouterClient]
 
 
 # Why a workspace of the run was not attempted (its ledger row says so).
