@@ -139,10 +139,12 @@ def timed_client_factory(split: MainThreadSplit) -> Callable[[Any], Any]:
 
 def worker(params: dict[str, Any]) -> None:
     """Run one sync and emit wall time, counts and peak RSS (and a profile, if asked)."""
+    from etl.cli.memory import limit_heap_growth
     from etl.core.config import Account, ClientSettings, Secret, Settings
     from etl.store.database import make_engine
     from etl.sync import run_sync
 
+    limit_heap_growth()  # as the keyledger command does at start: RSS as a user sees it
     token = worker_token()
     rss_after_imports = peak_rss_mib()
     url = params["database_url"]
