@@ -29,7 +29,7 @@ from etl.core.clock import utcnow
 from etl.core.config import Account, Settings, WorkspaceSpec
 from etl.core.errors import ApiError, AuthError, LoadError
 from etl.core.statuses import RunStatus, WorkspaceStatus
-from etl.openrouter.client import OpenRouterClient
+from etl.openrouter.client import OpenRouterClient, client_for
 from etl.openrouter.confirm import confirm_each, confirm_missing
 from etl.openrouter.extract import ClientFactory, resolve_workspaces
 from etl.store import locks, runs
@@ -163,7 +163,7 @@ def run_sync(
     counts as partial, so the work already committed is still reported.
     """
     started = time.monotonic()
-    make_client = client_factory or (lambda a: OpenRouterClient(a.client, a.management_key))
+    make_client = client_factory or client_for
     token = str(uuid.uuid4())
     run_lock = None
     units = _Units(engine, dry_run=dry_run)

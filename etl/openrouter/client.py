@@ -31,7 +31,7 @@ import httpx
 
 from etl import __version__
 from etl.core.clock import utcnow
-from etl.core.config import DEFAULT_WORKSPACE, ClientSettings, Secret
+from etl.core.config import DEFAULT_WORKSPACE, Account, ClientSettings, Secret
 from etl.core.errors import ApiError, PaginationError, PayloadError
 from etl.core.exact_json import parse_json
 from etl.core.key_fields import KeyRecord
@@ -299,3 +299,8 @@ class OpenRouterClient:
             return None
         # Scrubbed before it is cut short, so the cut cannot leave part of an echo behind.
         return scrub(message, self._key.reveal())[:200]
+
+
+def client_for(account: Account) -> OpenRouterClient:
+    """The client of one configured account: its settings and its management key."""
+    return OpenRouterClient(account.client, account.management_key)

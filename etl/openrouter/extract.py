@@ -10,7 +10,7 @@ from typing import TextIO
 from etl.core.config import Account, Settings, WorkspaceSpec
 from etl.core.errors import ApiError
 from etl.core.exact_json import dump_json
-from etl.openrouter.client import OpenRouterClient
+from etl.openrouter.client import OpenRouterClient, client_for
 from etl.openrouter.paging import KeyPage
 
 ClientFactory = Callable[[Account], OpenRouterClient]
@@ -82,7 +82,7 @@ def extract_keys(
     before any listing (the key refused, the workspaces unlisted) raises ApiError.
     """
     started = time.monotonic()
-    make_client = client_factory or (lambda a: OpenRouterClient(a.client, a.management_key))
+    make_client = client_factory or client_for
     tallies: list[WorkspaceTally] = []
     for account in settings.accounts:
         with make_client(account) as client:

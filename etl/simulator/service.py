@@ -402,7 +402,7 @@ class Simulator:
             "prefix": token[:14],
         }[self.faults.echo_credentials]
         message = f"request failed for credentials {echo} (HTTP {response.status})"
-        body = json.dumps({"error": {"code": response.status, "message": message}}).encode()
+        body = _error_body(response.status, message)
         headers_out = {**response.headers, "X-Echoed-Credentials": echo}
         return dataclasses.replace(response, headers=headers_out, body=body)
 
@@ -510,5 +510,10 @@ class Simulator:
         return {"Content-Type": "application/json", "Date": date}
 
     def _error(self, status: int, message: str, extra: dict[str, str] | None = None) -> SimResponse:
-        body = json.dumps({"error": {"code": status, "message": message}}).encode()
+        body = _error_body(status, message)
         return SimResponse(status, {**self._headers(self.world.now), **(extra or {})}, body)
+
+
+def _error_body(status: int, message: str) -> bytes:
+    """An error response's body, in the shape the management API sends."""
+    return json.dumps({"error": {"code": status, "message": message}}).encode()
