@@ -215,6 +215,10 @@ class KeyRecord:
         ),
     ]
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    # A digest of the payload (blake2b, 16 bytes): equal digests mean an unchanged
+    # payload, so the store need not compare payloads. Unequal digests prove nothing
+    # (the same value may be written differently): the store then compares values.
+    digest: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def extra(self) -> dict[str, Any]:
@@ -263,7 +267,7 @@ def declared_fields(record_class: type) -> tuple[KeyField, ...]:
     for name, hint in typing.get_type_hints(record_class, include_extras=True).items():
         declared = [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Column)]
         if not declared:
-            continue  # raw: the payload itself, not a field of it
+            continue  # raw and digest: the payload itself, not a field of it
         (column,) = declared
         python_type, *_ = typing.get_args(hint)
         members = set(typing.get_args(python_type)) if _is_union(python_type) else {python_type}

@@ -7,6 +7,7 @@ each record holds the whole payload in ``raw``, and ``extra`` lists the unknown 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from etl.core.column_limits import (
     fits_money_column,
 )
 from etl.core.errors import PayloadError
+from etl.core.exact_json import dump_json
 from etl.core.key_fields import KEY_FIELDS, TEXT_LIMITS, KeyRecord, Kind
 
 # The parser reads the fields in the declaration's order: first the hash (etl.core.
@@ -168,7 +170,13 @@ def parse_key(payload: Any, *, offset: int | None = None) -> KeyRecord:
     except _Refused as refused:
         raise PayloadError(f"{_who(payload)}: field '{name}' {refused}", offset=offset) from None
     values.append(payload)  # raw: the whole payload, unknown fields too
+    values.append(payload_digest(payload))
     return KeyRecord(*values)
+
+
+def payload_digest(payload: Any) -> bytes:
+    """The digest ``KeyRecord.digest`` holds: of the payload's exact JSON text."""
+    return hashlib.blake2b(dump_json(payload).encode(), digest_size=16).digest()
 
 
 def _who(payload: dict[str, Any]) -> str:
