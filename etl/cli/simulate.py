@@ -155,6 +155,20 @@ _COUNT = click.IntRange(min=0)
     type=click.FloatRange(min=0),
     help="How long a slow response is held back (set it past the client's timeout).",
 )
+@click.option(
+    "--quota-rps",
+    default=0.0,
+    type=click.FloatRange(min=0),
+    help="A request quota for the whole server: a token bucket refilled at this many "
+    "requests per second, answering 429 with Retry-After when empty (0: off).",
+)
+@click.option(
+    "--quota-burst",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Size of the quota's token bucket: requests allowed at once.",
+)
 def simulate(
     host: str,
     port: int,

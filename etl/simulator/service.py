@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, quote
 import httpx
 
 from etl.core.exact_json import dump_json
+from etl.simulator.quota import QuotaAnswer, TokenBucket
 from etl.simulator.world import PeriodSums, SimKey, World, iso_ms
 
 API_PREFIX = "/api/v1"
@@ -53,6 +54,7 @@ _FAULT_NAMES = (
     "drift_deletes",
     "drift_creates",
     "duplicated_keys",
+    "quota_limited",
 )
 
 
@@ -89,6 +91,12 @@ class Faults:
     # counters) does not. Alternating sends +N and -N on successive responses.
     date_offset_seconds: float = 0.0
     date_alternate_seconds: float = 0.0
+    # A request quota for the whole server (etl/simulator/quota.py): a token bucket of
+    # quota_burst requests refilled at quota_rps per second; 0 turns it off.
+    quota_rps: float = 0.0
+    quota_burst: int = 10
+    # Off: a quota that answers 429 and Retry-After only, with no X-RateLimit-* headers.
+    quota_headers: bool = True
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply changes by field name, rejecting unknown names and values of the wrong type."""
@@ -103,6 +111,10 @@ class Faults:
             )
             if not ok or bad_mode:
                 raise ValueError(f"bad value for fault setting: {name}")
+            if name == "quota_burst" and value < 1:
+                raise ValueError("quota_burst must be an integer >= 1")
+            if name == "quota_rps" and value < 0:
+                raise ValueError("quota_rps must be a number >= 0")
             if name == "page_sizes" and not all(_count_of(v, least=1) for v in value):
                 raise ValueError("page_sizes must be a list of integers >= 1")
             if name == "drift_schedule" and not all(
@@ -220,6 +232,7 @@ class Simulator:
         self._schedule: list[list[int]] = []  # the drift_schedule in use, and how far
         self._scheduled = 0
         self._key_json: dict[str, _Rendered] = {}
+        self._quota: TokenBucket | None = None
 
     def handle(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes = b""
@@ -243,9 +256,26 @@ class Simulator:
         if denied is not None:
             return denied
         params = parse_qs(query, keep_blank_values=True)
-        try:
-            if kind == "control":
+        if kind == "control":
+            try:
                 return self._control(method, arg, params, body)
+            except _BadRequest as exc:
+                return self._error(exc.status, exc.message)
+        quota = self._take_quota()
+        if quota is None:
+            return self._serve_api(kind, arg, method, params)
+        extra = quota.headers if self.faults.quota_headers else {}
+        if not quota.allowed:
+            self._count("quota_limited")
+            retry_after = {"Retry-After": quota.headers["Retry-After"]}
+            return self._error(429, "Rate limit exceeded", {**extra, **retry_after})
+        response = self._serve_api(kind, arg, method, params)
+        return dataclasses.replace(response, headers={**response.headers, **extra})
+
+    def _serve_api(
+        self, kind: str, arg: str, method: str, params: dict[str, list[str]]
+    ) -> SimResponse:
+        try:
             if kind == "other":
                 return self._error(404, "Not Found")
             if method != "GET":
@@ -444,6 +474,18 @@ class Simulator:
     def _count(self, fault: str) -> None:
         with self._lock:
             self.stats.faults[fault] += 1
+
+    def _take_quota(self) -> QuotaAnswer | None:
+        """A token from the server's quota; None while the quota is off."""
+        with self._lock:
+            rate, burst = self.faults.quota_rps, self.faults.quota_burst
+            if rate <= 0:
+                self._quota = None
+                return None
+            bucket = self._quota
+            if bucket is None or (bucket.rate, bucket.burst) != (rate, burst):
+                bucket = self._quota = TokenBucket(rate, burst)  # a new quota starts full
+        return bucket.take()
 
     def _pre_fault(self) -> SimResponse | None:
         if self._burst_left > 0:
