@@ -82,8 +82,11 @@ class ClientSettings:
     """How keyledger talks to the management API of one account."""
 
     base_url: str = DEFAULT_BASE_URL
-    requests_per_second: float = 10.0
-    concurrency: int = 4
+    # No cap by default: the client's pacer adapts to the server (etl/openrouter/pacing.py);
+    # an operator may still set a ceiling of request starts per second.
+    requests_per_second: float | None = None
+    # The ceiling of the adaptive concurrency limit (which starts at 4).
+    concurrency: int = 16
     timeout_seconds: float = 30.0
     max_attempts: int = 6
     retry_deadline_seconds: float = 300.0
@@ -121,6 +124,10 @@ class Settings:
     accounts: tuple[Account, ...]
     config_path: Path | None = None
 
+
+# The ceiling an operator may give ``concurrency``: each place is a fetch thread and a
+# connection, and no management API wants hundreds of requests at once from one key.
+MAX_CONCURRENCY = 256
 
 _CLIENT_NUMBERS: dict[str, type] = {
     "requests_per_second": float,
@@ -276,6 +283,11 @@ def _account(
     for key, kind in _CLIENT_NUMBERS.items():
         if key in table:
             numbers[key] = _positive(table[key], kind, where, f"{section} {key}")
+    if numbers.get("concurrency", 0) > MAX_CONCURRENCY:
+        raise ConfigError(
+            f"{where}: '{section} concurrency' should be at most {MAX_CONCURRENCY} "
+            f"(one thread and one connection each), got {numbers['concurrency']}"
+        )
     jump = overrides.get("KEYLEDGER_MAX_CLOCK_JUMP_DAYS")
     if jump:
         numbers["max_clock_jump_days"] = _positive(
@@ -301,9 +313,10 @@ def _positive(value: Any, kind: type, where: str, name: str) -> float | int:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is int:
         ok = ok and isinstance(value, int)
-    if not ok or value <= 0:
+    if not ok or not value > 0:  # "not >" also refuses nan
         noun = "a positive whole number" if kind is int else "a positive number"
-        raise ConfigError(f"{where}: '{name}' should be {noun}, got {value!r}")
+        hint = " (leave it out for no cap)" if name.endswith(" requests_per_second") else ""
+        raise ConfigError(f"{where}: '{name}' should be {noun}{hint}, got {value!r}")
     return kind(value)  # type: ignore[no-any-return]
 
 

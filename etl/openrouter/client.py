@@ -1,11 +1,13 @@
 """HTTP client of the OpenRouter management API: one request retried, pages iterated.
 
-A request is three pieces: ``_attempt`` here sends it once (rate limit, concurrency
-slot, counters, logging) and turns timeouts and dropped connections into a
+A request is three pieces: ``_attempt`` here sends it once (rate limit, pacing,
+counters, logging) and turns timeouts and dropped connections into a
 ``TransientFailure``; etl.openrouter.status_errors says what each error status becomes
 (429 and 5xx are worth another try, the rest fail at once); etl.openrouter.retry
-decides whether, and after how long, to try again. One rate limit and one
-concurrency bound cover every request the client makes, whichever workspace it is for.
+decides whether, and after how long, to try again; etl.openrouter.pacing decides how
+many requests are in flight and when all of them hold back. One pacer (and the
+operator's rate limit, if set) covers every request the client makes, whichever
+workspace it is for.
 
 A page is retried, never the generator that pages (that would restart at offset 0).
 
@@ -22,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -36,7 +38,8 @@ from etl.core.errors import ApiError, PaginationError, PayloadError
 from etl.core.exact_json import parse_json
 from etl.core.key_fields import KeyRecord
 from etl.core.redact import scrub
-from etl.openrouter.headers import retry_after_seconds, server_time
+from etl.openrouter.headers import rate_limit_quota, retry_after_seconds, server_time
+from etl.openrouter.pacing import Pacer, PacingStats, RateLimiter
 from etl.openrouter.paging import FetchedPage, KeyPage, iter_key_pages
 from etl.openrouter.records import (
     WorkspaceRecord,
@@ -60,38 +63,33 @@ class KeyLookup:
     server_time: datetime
 
 
-class RateLimiter:
-    """Spaces requests evenly: at most ``per_second`` starts per second, all threads."""
-
-    def __init__(
-        self,
-        per_second: float,
-        *,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._interval = 1.0 / per_second
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        """Block until this caller may start a request."""
-        with self._lock:
-            now = self._monotonic()
-            start = max(now, self._next)
-            self._next = start + self._interval
-        if start > now:
-            self._sleep(start - now)
-
-
 @dataclass
 class ClientStats:
-    """Counters of one client's traffic."""
+    """Counters of one client's traffic, and the concurrency its pacer settled at.
+
+    ``throttled`` counts 429 and 503 answers; ``peak_concurrency`` is the most requests
+    seen in flight at once; ``settled_concurrency`` is the median of the adaptive limit
+    each request started under, over the last half of the requests (etl.openrouter.pacing).
+    """
 
     requests: int = 0
     retries: int = 0
+    pacing: PacingStats = field(default_factory=PacingStats, repr=False)
+
+    @property
+    def throttled(self) -> int:
+        """Answers that were 429 or 503."""
+        return self.pacing.throttled
+
+    @property
+    def peak_concurrency(self) -> int:
+        """The most requests in flight at once."""
+        return self.pacing.peak_concurrency
+
+    @property
+    def settled_concurrency(self) -> int:
+        """The median concurrency limit over the last half of the requests."""
+        return self.pacing.settled_concurrency
 
 
 class OpenRouterClient:
@@ -107,14 +105,26 @@ class OpenRouterClient:
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        epoch: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.stats = ClientStats()
         self._key = management_key
         self._now = now
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(settings.concurrency)
-        self._rate = RateLimiter(settings.requests_per_second, monotonic=monotonic, sleep=sleep)
+        self._pacer = Pacer(
+            ceiling=settings.concurrency,
+            max_pause_seconds=settings.max_retry_after_seconds,
+            monotonic=monotonic,
+            sleep=sleep,
+        )
+        self.stats.pacing = self._pacer.stats
+        self._rate = (
+            RateLimiter(settings.requests_per_second, monotonic=monotonic, sleep=sleep)
+            if settings.requests_per_second is not None
+            else None
+        )
+        self._epoch = epoch
         self._retry = RetryPolicy(
             max_attempts=settings.max_attempts,
             deadline_seconds=settings.retry_deadline_seconds,
@@ -157,7 +167,7 @@ class OpenRouterClient:
                 lambda offset: self.fetch_key_page(workspace_id, offset),
                 workspace=workspace_id,
                 executor=self._executor,
-                lookahead=self.settings.concurrency,
+                lookahead=lambda: self._pacer.limit,
                 max_requests=self.settings.max_pages,
             )
 
@@ -248,8 +258,7 @@ class OpenRouterClient:
     ) -> httpx.Response | None:
         """One GET: the response, None for a wanted 404, else the error it amounts to."""
         try:
-            with self._slot():
-                response = self._http.get(path, params=params)
+            response = self._paced_get(path, params)
         except httpx.TimeoutException as exc:
             raise TransientFailure(f"no answer within {self.settings.timeout_seconds:g}s") from exc
         except httpx.TransportError as exc:
@@ -265,14 +274,28 @@ class OpenRouterClient:
             retry_after=retry_after_seconds(response),
         )
 
-    @contextmanager
-    def _slot(self) -> Iterator[None]:
-        # The rate limit is waited for outside the slot, so a sleeper blocks nobody.
-        self._rate.wait()
-        with self._slots:
-            with self._lock:
-                self.stats.requests += 1
-            yield
+    def _paced_get(self, path: str, params: dict[str, Any]) -> httpx.Response:
+        """One GET once the pacer lets it start; the pacer learns from its answer."""
+        # The rate limit is waited for before the pacer, so a sleeper holds no place.
+        if self._rate is not None:
+            self._rate.wait()
+        ticket = self._pacer.acquire()
+        with self._lock:
+            self.stats.requests += 1
+        response: httpx.Response | None = None
+        try:
+            response = self._http.get(path, params=params)
+        finally:
+            if response is None:
+                self._pacer.release(ticket, status=None)
+            else:
+                self._pacer.release(
+                    ticket,
+                    status=response.status_code,
+                    retry_after=retry_after_seconds(response),
+                    quota=rate_limit_quota(response, epoch_now=self._epoch()),
+                )
+        return response
 
     def _count_retry(
         self, name: str, failure: TransientFailure, delay: float, attempt: int

@@ -27,8 +27,9 @@ What one answer proves, and the rules built on it:
   while we page would take a guess, so there is one rule: ``NO_PROGRESS_REQUESTS``.
 
 Once the page size has held for two pages, the next pages are fetched ahead
-(``lookahead`` in flight) at their predicted offsets; a prediction that turns out wrong
-is simply discarded.
+(``lookahead`` in flight: a number, or a function asked after each page, so the depth
+follows the client's current concurrency limit) at their predicted offsets; a
+prediction that turns out wrong is simply discarded.
 """
 
 from __future__ import annotations
@@ -150,10 +151,11 @@ def iter_key_pages(
     *,
     workspace: str,
     executor: Executor,
-    lookahead: int,
+    lookahead: int | Callable[[], int],
     max_requests: int,
 ) -> Iterator[KeyPage]:
     """Yield every key of one listing exactly once, page by page."""
+    depth = lookahead if callable(lookahead) else lambda: lookahead
     prefetch = _Prefetcher(fetch, executor)
     cursor = _Cursor()
     offset = requests = step_back = idle = previous_size = 0
@@ -205,7 +207,7 @@ def iter_key_pages(
             offset += max(len(items) - OVERLAP, 1)
             if len(items) == previous_size > OVERLAP:
                 step = len(items) - OVERLAP
-                prefetch.ahead(range(offset, offset + step * lookahead, step))
+                prefetch.ahead(range(offset, offset + step * depth(), step))
             previous_size = len(items)
     finally:
         prefetch.cancel()

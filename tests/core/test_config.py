@@ -41,6 +41,13 @@ def test_the_key_never_shows_in_repr() -> None:
     assert "sk-or-v1-config-test" not in str(settings.accounts[0].management_key)
 
 
+def test_defaults_have_no_rate_cap_and_an_adaptive_concurrency_ceiling() -> None:
+    settings = load_settings(None, env=KEY)
+    client = settings.accounts[0].client
+    assert client.requests_per_second is None  # no cap: the pacer adapts to the server
+    assert client.concurrency == 16  # the ceiling of the adaptive limit
+
+
 def test_file_settings_and_environment_overrides(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -128,6 +135,19 @@ def test_key_file(tmp_path: Path) -> None:
         ),
         ("[openrouter]\nconcurrency = 0", KEY, "should be a positive whole number, got 0"),
         ("[openrouter]\nrequests_per_second = -1", KEY, "should be a positive number"),
+        (
+            "[openrouter]\nrequests_per_second = 0",
+            KEY,
+            "'[openrouter] requests_per_second' should be a positive number (leave it out "
+            "for no cap), got 0",
+        ),
+        ("[openrouter]\nrequests_per_second = nan", KEY, "should be a positive number"),
+        (
+            "[openrouter]\nconcurrency = 1000",
+            KEY,
+            "'[openrouter] concurrency' should be at most 256 (one thread and one "
+            "connection each), got 1000",
+        ),
         (
             '[openrouter]\nworkspaces = ["prod"]',
             KEY,

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.core.config import Secret
+from etl.core.config import ClientSettings, Secret
 from etl.core.errors import (
     ApiStatusError,
     ApiUnavailableError,
@@ -560,6 +560,104 @@ def test_one_concurrency_bound_covers_every_workspace() -> None:
         for worker in workers:
             worker.join()
     assert peak == 3  # reached, never exceeded, with four workspaces paging at once
+
+
+# -- pacing: the adaptive limit and the pauses every request honours ------------------
+
+
+def test_no_rate_cap_by_default() -> None:
+    api = FakeKeysApi(450)
+    sleeps: list[float] = []
+    client = OpenRouterClient(
+        ClientSettings(base_url="https://openrouter.test/api/v1"),
+        secret(),
+        transport=httpx.MockTransport(api.handler),
+        sleep=sleeps.append,
+        monotonic=lambda: 1000.0,  # a frozen clock: any wait would show as a sleep
+    )
+    with client:
+        assert len(hashes(client)) == 450
+    assert sleeps == []
+
+
+def test_429_pauses_the_requests_of_every_other_thread() -> None:
+    handler, _ = scripted(
+        json_response(429, error_body(429, "Rate limit exceeded"), **{"retry-after": "2"})
+    )
+    client, sleeps = make_client(handler, max_attempts=1)
+    with client:
+        with pytest.raises(ApiStatusError, match="HTTP 429"):
+            client.get_key("a" * 64)
+        other = threading.Thread(target=client.list_workspaces)
+        other.start()
+        other.join()
+    assert sleeps == [pytest.approx(2.0, abs=0.1)]  # the other thread waited out the pause
+    assert client.stats.throttled == 1
+
+
+def test_a_spent_quota_holds_the_next_request_until_its_reset() -> None:
+    api = FakeKeysApi(0)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = api.handler(request)
+        response.headers.update({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "0.5"})
+        return response
+
+    client, sleeps = make_client(handler)
+    with client:
+        assert hashes(client) == []
+        assert hashes(client) == []
+    assert sleeps == [pytest.approx(0.5, abs=0.1)]
+
+
+def test_openrouter_reset_in_unix_milliseconds_is_honoured() -> None:
+    api = FakeKeysApi(0)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = api.handler(request)
+        headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1800000001500"}
+        response.headers.update(headers)
+        return response
+
+    sleeps: list[float] = []
+    client = OpenRouterClient(
+        settings(),
+        secret(),
+        transport=httpx.MockTransport(handler),
+        sleep=sleeps.append,
+        epoch=lambda: 1_800_000_000.0,
+    )
+    with client:
+        hashes(client)
+        hashes(client)
+    assert sleeps == [pytest.approx(1.5, abs=0.1)]
+
+
+def test_lookahead_follows_the_current_limit_not_the_ceiling() -> None:
+    api = FakeKeysApi(500, page_size=10)
+    client, _ = make_client(api.handler, concurrency=16, max_pages=5)
+    with client, pytest.raises(PaginationError, match="max_pages"):
+        hashes(client)
+    assert len(api.offsets()) <= 5 + 4  # the limit starts at 4 of the ceiling's 16
+
+
+def test_stats_count_throttled_answers_and_the_settled_concurrency() -> None:
+    api = FakeKeysApi(3000)
+    throttled = iter([True, False, True])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if next(throttled, False):
+            return json_response(503, error_body(503, "busy"))
+        return api.handler(request)
+
+    client, _ = make_client(handler, concurrency=8)
+    with client:
+        assert len(hashes(client)) == 3000
+    stats = client.stats
+    assert stats.throttled == 2 and stats.retries == 2
+    assert stats.requests == len(api.requests) + 2
+    assert 1 <= stats.settled_concurrency <= 8
+    assert 1 <= stats.peak_concurrency <= 8
 
 
 # -- end to end: the simulator over a real loopback socket ---------------------------
