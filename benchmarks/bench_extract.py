@@ -70,11 +70,13 @@ def worker(params: dict[str, Any]) -> None:
         limit_heap_growth()  # as the keyledger command does at start
     token = worker_token()
     rss_after_imports = peak_rss_mib()
-    settings = ClientSettings(
-        base_url=params["base_url"],
-        requests_per_second=params["rps"],
-        concurrency=params["concurrency"],
-    )
+    # The user's defaults unless the command line set a value.
+    overrides = {
+        name: params[key]
+        for name, key in (("requests_per_second", "rps"), ("concurrency", "concurrency"))
+        if params[key] is not None
+    }
+    settings = ClientSettings(base_url=params["base_url"], **overrides)
     with Stopwatch() as watch, OpenRouterClient(settings, Secret(token)) as client:
         workspaces = client.list_workspaces()
         tallies = [_Tally() for _ in workspaces]
@@ -102,6 +104,9 @@ def worker(params: dict[str, Any]) -> None:
             "pages": sum(t.pages for t in tallies),
             "requests": client.stats.requests,
             "retries": client.stats.retries,
+            "throttled": client.stats.throttled,
+            "settled_concurrency": client.stats.settled_concurrency,
+            "peak_concurrency": client.stats.peak_concurrency,
             "rss_after_imports_mib": rss_after_imports,
             "peak_rss_mib": peak_rss_mib(),
             "vm_hwm_mib": vm_hwm_mib(),
@@ -198,13 +203,16 @@ def run_simulator(
         return results
 
 
-def extraction_table(results: list[Measured], concurrency: int) -> str:
+def extraction_table(results: list[Measured]) -> str:
     rows = []
     for m in results:
         pages = m.value("pages")
+        settled = min(r["settled_concurrency"] for r in m.runs)
         floor = ratio = ""
         if m.latency_ms > 0:
-            floor_seconds = math.ceil(pages / concurrency) * m.latency_ms / 1000
+            # The concurrency the client settled at (the lowest of the repeats: the floor
+            # it implies is the highest, so the ratio is not flattered).
+            floor_seconds = math.ceil(pages / settled) * m.latency_ms / 1000
             floor = f"{floor_seconds:.2f}"
             ratio = f"{m.seconds / floor_seconds:.2f}"
         rows.append(
@@ -217,6 +225,8 @@ def extraction_table(results: list[Measured], concurrency: int) -> str:
                 f"{m.value('keys') / m.seconds:,.0f}",
                 f"{m.value('requests'):,}",
                 f"{pages:,}",
+                f"{settled} / {m.value('peak_concurrency')}",
+                f"{m.value('throttled'):,}",
                 f"{m.value('peak_rss_mib'):.1f}",
                 floor,
                 ratio,
@@ -231,8 +241,10 @@ def extraction_table(results: list[Measured], concurrency: int) -> str:
         "keys/s",
         "requests",
         "pages",
+        "settled / peak concurrency",
+        "429+503",
         "peak RSS MiB",
-        f"floor s = ceil(pages/{concurrency}) x latency",
+        "floor s = ceil(pages/settled) x latency",
         "wall/floor",
     ]
     return markdown_table(headers, rows)
@@ -263,6 +275,10 @@ def rss_table(results: list[Measured], workspaces: int) -> str:
     return markdown_table(headers, rows)
 
 
+def _or_default(value: float | None) -> str:
+    return "the default" if value is None else f"{value:g}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes: a smoke run")
@@ -274,8 +290,12 @@ def main() -> None:
         help="the smaller size of the RSS comparison (default 1,000; quick: 100)",
     )
     parser.add_argument("--latency-ms", type=float, default=50.0, help="the slow run's latency")
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--rps", type=float, default=1000.0, help="client requests_per_second")
+    parser.add_argument(
+        "--concurrency", type=int, help="client concurrency ceiling (default: the user's, 16)"
+    )
+    parser.add_argument(
+        "--rps", type=float, help="client requests_per_second (default: the user's, no cap)"
+    )
     parser.add_argument("--repeat", type=int, help="runs per timed scenario (default 3; quick: 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -296,12 +316,13 @@ def main() -> None:
     print(f"Machine: {machine_summary()}; keyledger at {code_version()}.")
     print(f"Load average (1 min): {load_before} before, {load_average()} after.")
     print(
-        f"Client: concurrency {args.concurrency}, requests_per_second {args.rps:g}; "
+        f"Client: concurrency {_or_default(args.concurrency)}, requests_per_second "
+        f"{_or_default(args.rps)}; "
         f"{args.repeat} fresh process(es) per scenario (median wall time, highest peak RSS); "
         "simulator in its own process.\n"
     )
     timed = [m for m in fast + slow if m.malloc == TUNED]
-    print(extraction_table(timed, args.concurrency))
+    print(extraction_table(timed))
     print(f"\n## Peak RSS against the number of keys (0 ms, {args.workspaces} workspaces)\n")
     print(rss_table(smaller + [m for m in fast], args.workspaces))
 
