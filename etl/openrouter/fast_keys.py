@@ -6,15 +6,16 @@ parser (``parse_json`` and etl.openrouter.records.parse_key_list), so every mess
 refused payload gets stays that parser's. The fast path therefore only has to accept
 less than the careful one and build the same records from what it accepts:
 
-- Each key is decoded twice from its own bytes (``msgspec.Raw``): into a Struct typed
-  from the declaration (etl.core.key_fields), which checks every field's JSON type,
-  presence and text length in C; and into plain values (``KeyRecord.raw``) with
-  ``float_hook=Decimal``, which are what ``parse_json`` makes of the same text.
-- Money stays exact: msgspec decodes a JSON number into a ``Decimal`` field from the
-  number's own text, and hands ``float_hook`` that text (``parse_number_inline`` and
-  ``json_float_hook`` in msgspec's src/msgspec/_core.c, 0.23). It also decodes a JSON
-  *string* into a Decimal field, which keyledger refuses: a money value that is a
-  string in the plain values sends the page to the careful parser.
+- Each key is decoded from its own bytes (``msgspec.Raw``) into plain values
+  (``KeyRecord.raw``) with an exact-Decimal ``float_hook``: what ``parse_json`` makes
+  of the same text. ``msgspec.convert`` then checks those values against a Struct
+  typed from the declaration (etl.core.key_fields): every field's type, presence and
+  text length, in C; the record is built from the Struct's fields.
+- Money stays exact: msgspec hands ``float_hook`` each float's own text
+  (``parse_number_inline`` and ``json_float_hook`` in msgspec's src/msgspec/_core.c,
+  0.23), and ``convert`` keeps a ``Decimal`` as it is and makes one of an int. It also
+  makes one of a *string*, which keyledger refuses: a money value that is a string
+  sends the page to the careful parser.
 - What msgspec accepts and the careful parser might not is left to the careful
   parser: a page with a long number (``_short_decimal``: it may not fit the money
   columns) or with a ``\\u0000`` escape (PostgreSQL cannot store NUL). msgspec itself
@@ -85,7 +86,6 @@ class _WirePage(msgspec.Struct, gc=False):
 
 
 _PAGE = msgspec.json.Decoder(_WirePage)
-_KEY = msgspec.json.Decoder(_WireKey)
 _VALUES = msgspec.json.Decoder(float_hook=_short_decimal)
 _FIELD_VALUES = attrgetter(*(f.name for f in KEY_FIELDS))
 _TIMESTAMPS = tuple(i for i, f in enumerate(KEY_FIELDS) if f.kind is Kind.TIMESTAMP)
@@ -115,8 +115,8 @@ def _timestamp(text: str) -> datetime:
 
 
 def _record(item: msgspec.Raw) -> KeyRecord:
-    values = list(_FIELD_VALUES(_KEY.decode(item)))
     payload = _VALUES.decode(item)
+    values = list(_FIELD_VALUES(msgspec.convert(payload, _WireKey)))
     if str in map(type, _MONEY(payload)):  # "1.5" decodes into a Decimal field too
         raise ValueError("money as a string")
     # _short_decimal vouched for the floats; this bounds the integers (adjusted(): digits - 1).
