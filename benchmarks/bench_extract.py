@@ -18,6 +18,7 @@ import math
 import statistics
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ def worker(params: dict[str, Any]) -> None:
         requests_per_second=params["rps"],
         concurrency=params["concurrency"],
     )
+    cpu_started = time.process_time()
     with Stopwatch() as watch, OpenRouterClient(settings, Secret(token)) as client:
         workspaces = client.list_workspaces()
         tallies = [_Tally() for _ in workspaces]
@@ -96,6 +98,7 @@ def worker(params: dict[str, Any]) -> None:
     emit_result(
         {
             "seconds": watch.seconds,
+            "cpu_seconds": time.process_time() - cpu_started,  # every thread's
             "workspaces": len(workspaces),
             "keys": sum(t.keys for t in tallies),
             "listed": sum(t.listed for t in tallies),
@@ -135,6 +138,10 @@ class Measured:
         times = [r["seconds"] for r in self.runs]
         return f"{min(times):.2f}-{max(times):.2f}"
 
+    def median(self, name: str) -> float:
+        """The median of ``name`` over the repeats."""
+        return statistics.median(float(r[name]) for r in self.runs)
+
     def value(self, name: str) -> Any:
         """The highest value of ``name`` over the repeats."""
         return max(r[name] for r in self.runs)
@@ -162,7 +169,9 @@ def measure(
     malloc = UNTUNED if fixed_trim else TUNED
     runs = []
     for _ in range(repeat):
+        sim_cpu_started = sim.cpu_seconds()
         result = run_worker(Path(__file__), params, sim.token, None)
+        result["sim_cpu_seconds"] = sim.cpu_seconds() - sim_cpu_started
         if result["keys"] != live:
             raise SystemExit(
                 f"FAILED: {mode} extraction from {sim.label} counted {result['keys']:,} keys, "
@@ -170,7 +179,9 @@ def measure(
             )
         runs.append(result)
         print(
-            f"  {sim.label}, {mode}, malloc {malloc}: {result['seconds']:.2f}s, "
+            f"  {sim.label}, {mode}, malloc {malloc}: {result['seconds']:.2f}s "
+            f"(CPU: client {result['cpu_seconds']:.2f}s, simulator "
+            f"{result['sim_cpu_seconds']:.2f}s), "
             f"{result['keys']:,} keys, {result['requests']:,} requests, "
             f"peak RSS {result['peak_rss_mib']:.1f} MiB",
             file=sys.stderr,
@@ -218,6 +229,8 @@ def extraction_table(results: list[Measured], concurrency: int) -> str:
                 f"{m.value('requests'):,}",
                 f"{pages:,}",
                 f"{m.value('peak_rss_mib'):.1f}",
+                f"{m.median('cpu_seconds'):.2f}",
+                f"{m.median('sim_cpu_seconds'):.2f}",
                 floor,
                 ratio,
             ]
@@ -232,6 +245,8 @@ def extraction_table(results: list[Measured], concurrency: int) -> str:
         "requests",
         "pages",
         "peak RSS MiB",
+        "client CPU s (median)",
+        "simulator CPU s (median)",
         f"floor s = ceil(pages/{concurrency}) x latency",
         "wall/floor",
     ]
@@ -275,7 +290,9 @@ def main() -> None:
     )
     parser.add_argument("--latency-ms", type=float, default=50.0, help="the slow run's latency")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--rps", type=float, default=1000.0, help="client requests_per_second")
+    parser.add_argument(
+        "--rps", type=float, default=1e6, help="client requests_per_second (default: no cap)"
+    )
     parser.add_argument("--repeat", type=int, help="runs per timed scenario (default 3; quick: 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
