@@ -115,6 +115,7 @@ def test_unknown_fields_and_page_fields_are_kept() -> None:
         page(key_payload(1)).replace(b"25.5", b"NaN", 1),
         page(key_payload(1)).replace(b"25.5", b"1e999", 1),
         page(key_payload(1)) + b"x",
+        page(key_payload(1, deep="PROBE")).replace(b'"PROBE"', b"[" * 100_000 + b"]" * 100_000),
         page(key_payload(1)).decode().encode("utf-16"),
         b"\xef\xbb\xbf" + page(key_payload(1)),  # a BOM: json.loads reads it, msgspec not
     ],
