@@ -169,6 +169,18 @@ class SimulatorProcess:
                     keys += len(page.records)
         return keys
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the simulator process has used so far; 0.0 where
+        /proc is missing. Tells whether a 0 ms run waited on the simulator."""
+        if self._process is None:
+            return 0.0
+        try:
+            stat = Path(f"/proc/{self._process.pid}/stat").read_text()
+        except OSError:
+            return 0.0
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 3
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def requests_served(self) -> int:
         """Requests the simulator has answered so far (control calls included)."""
         return int(self.control("GET", "stats")["requests"])

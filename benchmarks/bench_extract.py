@@ -18,6 +18,7 @@ import math
 import statistics
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ def worker(params: dict[str, Any]) -> None:
         if params[key] is not None
     }
     settings = ClientSettings(base_url=params["base_url"], **overrides)
+    cpu_started = time.process_time()
     with Stopwatch() as watch, OpenRouterClient(settings, Secret(token)) as client:
         workspaces = client.list_workspaces()
         tallies = [_Tally() for _ in workspaces]
@@ -98,6 +100,7 @@ def worker(params: dict[str, Any]) -> None:
     emit_result(
         {
             "seconds": watch.seconds,
+            "cpu_seconds": time.process_time() - cpu_started,  # every thread's
             "workspaces": len(workspaces),
             "keys": sum(t.keys for t in tallies),
             "listed": sum(t.listed for t in tallies),
@@ -140,6 +143,10 @@ class Measured:
         times = [r["seconds"] for r in self.runs]
         return f"{min(times):.2f}-{max(times):.2f}"
 
+    def median(self, name: str) -> float:
+        """The median of ``name`` over the repeats."""
+        return statistics.median(float(r[name]) for r in self.runs)
+
     def value(self, name: str) -> Any:
         """The highest value of ``name`` over the repeats."""
         return max(r[name] for r in self.runs)
@@ -167,7 +174,9 @@ def measure(
     malloc = UNTUNED if fixed_trim else TUNED
     runs = []
     for _ in range(repeat):
+        sim_cpu_started = sim.cpu_seconds()
         result = run_worker(Path(__file__), params, sim.token, None)
+        result["sim_cpu_seconds"] = sim.cpu_seconds() - sim_cpu_started
         if result["keys"] != live:
             raise SystemExit(
                 f"FAILED: {mode} extraction from {sim.label} counted {result['keys']:,} keys, "
@@ -175,7 +184,9 @@ def measure(
             )
         runs.append(result)
         print(
-            f"  {sim.label}, {mode}, malloc {malloc}: {result['seconds']:.2f}s, "
+            f"  {sim.label}, {mode}, malloc {malloc}: {result['seconds']:.2f}s "
+            f"(CPU: client {result['cpu_seconds']:.2f}s, simulator "
+            f"{result['sim_cpu_seconds']:.2f}s), "
             f"{result['keys']:,} keys, {result['requests']:,} requests, "
             f"peak RSS {result['peak_rss_mib']:.1f} MiB",
             file=sys.stderr,
@@ -228,6 +239,8 @@ def extraction_table(results: list[Measured]) -> str:
                 f"{settled} / {m.value('peak_concurrency')}",
                 f"{m.value('throttled'):,}",
                 f"{m.value('peak_rss_mib'):.1f}",
+                f"{m.median('cpu_seconds'):.2f}",
+                f"{m.median('sim_cpu_seconds'):.2f}",
                 floor,
                 ratio,
             ]
@@ -244,6 +257,8 @@ def extraction_table(results: list[Measured]) -> str:
         "settled / peak concurrency",
         "429+503",
         "peak RSS MiB",
+        "client CPU s (median)",
+        "simulator CPU s (median)",
         "floor s = ceil(pages/settled) x latency",
         "wall/floor",
     ]

@@ -215,9 +215,11 @@ class KeyRecord:
         ),
     ]
     raw: Mapping[str, Any] = field(repr=False, compare=False)
-    # A digest of the payload (blake2b, 16 bytes): equal digests mean an unchanged
-    # payload, so the store need not compare payloads. Unequal digests prove nothing
-    # (the same value may be written differently): the store then compares values.
+    # A digest of the payload's JSON text (blake2b, 16 bytes): of the bytes the server
+    # sent for the key (etl.openrouter.fast_keys), or of dump_json's text when the
+    # careful parser read the page. Equal digests mean an unchanged payload, so the
+    # store need not compare payloads. Unequal digests prove nothing (the same value
+    # may be written differently): the store then compares values.
     digest: bytes = field(default=b"", repr=False, compare=False)
 
     @property

@@ -38,6 +38,7 @@ from etl.core.errors import ApiError, PaginationError, PayloadError
 from etl.core.exact_json import parse_json
 from etl.core.key_fields import KeyRecord
 from etl.core.redact import scrub
+from etl.openrouter.fast_keys import parse_key_page
 from etl.openrouter.headers import rate_limit_quota, retry_after_seconds, server_time
 from etl.openrouter.pacing import Pacer, PacingStats, RateLimiter
 from etl.openrouter.paging import FetchedPage, KeyPage, iter_key_pages
@@ -184,7 +185,11 @@ class OpenRouterClient:
             try:
                 response = self._get("keys", params)
                 assert response is not None
-                records = parse_key_list(self._json(response), offset=offset)
+                # The usual page is read by msgspec; any other by the careful parser,
+                # which words every refusal (etl.openrouter.fast_keys).
+                records = parse_key_page(response.content)
+                if records is None:
+                    records = parse_key_list(self._json(response), offset=offset)
             except ApiError as exc:
                 raise exc.locate(workspace=workspace_id, offset=offset) from exc.__cause__
         return FetchedPage(offset, records, server_time(response, self._now))

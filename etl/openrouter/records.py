@@ -175,7 +175,8 @@ def parse_key(payload: Any, *, offset: int | None = None) -> KeyRecord:
 
 
 def payload_digest(payload: Any) -> bytes:
-    """The digest ``KeyRecord.digest`` holds: of the payload's exact JSON text."""
+    """``KeyRecord.digest`` of a payload read by this parser: of ``dump_json``'s text
+    (the fast path digests the server's own bytes, etl.openrouter.fast_keys)."""
     return hashlib.blake2b(dump_json(payload).encode(), digest_size=16).digest()
 
 
