@@ -18,8 +18,8 @@ from etl.simulator.service import Faults, Simulator
 from etl.simulator.world import World
 from etl.store.counts import PageCounts
 from etl.sync import KEY_REFUSED, SyncResult, run_sync
-from models import ApiKey, SyncRun, SyncRunWorkspace, SyncSeenKey, UsageSnapshot, Workspace
-from tests.helpers import as_stored, refuse_keys
+from models import ApiKey, SyncRun, SyncRunWorkspace, UsageSnapshot, Workspace
+from tests.helpers import as_stored, refuse_keys, seen_keys_left
 
 TOKEN = "sk-or-v1-sim-management-key-for-tests"
 
@@ -95,7 +95,7 @@ def test_first_sync_stores_every_key_exactly(engine: Engine) -> None:
         assert row.deleted_at is None
         assert parse_json(row.raw_json.encode())["usage"] == payload["usage"]
     assert count(engine, UsageSnapshot) == len(truth)
-    assert count(engine, SyncSeenKey) == 0  # the scratch list is emptied at commit
+    assert seen_keys_left(engine) == 0  # the listing's seen keys die with its transaction
     with engine.connect() as connection:
         ledger = connection.execute(select(SyncRunWorkspace)).all()
         run = connection.execute(select(SyncRun)).one()
