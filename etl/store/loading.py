@@ -1,9 +1,10 @@
 """Key records -> api_keys, usage_snapshots and their history, through a Connection the
 caller gives (and commits).
 
-Set-based on purpose, a batch of keys (several pages) at a time: one SELECT of each
-key's stored digest, workspace and liveness decides which keys are unchanged (an equal
-digest: no payload is parsed); one SELECT of the stored state of those that changed;
+Set-based on purpose, a batch of keys (several pages) at a time: the batch's hashes and
+digests are staged in a temporary table (etl.store.seen_keys), and one join with api_keys
+names the keys that are not unchanged (an equal digest of a live key from the same
+workspace is unchanged: no payload is parsed); one SELECT of the stored state of those;
 then one bulk write each (etl.store.bulk: COPY on PostgreSQL) for the key upsert, the new
 snapshot rows, the new versions and the daily spend. The derived rows of the changed
 keys are built in Python: they are few on most nights, the rules are daily_spend's, and
@@ -32,7 +33,7 @@ from etl.core.key_fields import (
     VERSIONED_FIELDS,
     KeyRecord,
 )
-from etl.store import bulk, daily_spend, versions
+from etl.store import bulk, daily_spend, seen_keys, versions
 from etl.store.counts import PageCounts
 from models import ApiKey, UsageSnapshot
 from models.types import money_as_stored
@@ -152,8 +153,8 @@ def _by_moment(new_versions: list[dict[str, Any]]) -> dict[datetime, list[str]]:
 def _split_unchanged(
     connection: Connection, batch: Sequence[Listed]
 ) -> tuple[set[str], list[dict[str, Any]], list[Listed]]:
-    """Which keys are stored at all, the digests to refresh of keys found unchanged by
-    value, and the keys that are new or changed.
+    """Which keys that are not unchanged are stored at all, the digests to refresh of
+    keys found unchanged by value, and the keys that are new or changed.
 
     A live key that arrives from the same workspace with the digest it was stored with
     is unchanged. One whose digest differs (or was never stored: rows from before 0007)
@@ -161,22 +162,21 @@ def _split_unchanged(
     are compared as parsed JSON values, as before digests; an equal one only gets its
     digest stored, so the next run can tell it cheaply.
     """
-    stored = connection.execute(_STORED_DIGESTS, {"hashes": [b.record.hash for b in batch]})
-    digests = {h: (workspace, digest, live) for h, workspace, digest, live in stored}
+    seen_keys.stage_batch(connection, [listed.record for listed in batch])
+    # Only the keys not found unchanged come back: none, on an unchanged night.
+    unmatched = {h: (bool(known), bool(same)) for h, known, same in seen_keys.unmatched(connection)}
     changed: list[Listed] = []
     compare: list[Listed] = []
-    for listed in batch:
-        record = listed.record
-        known = digests.get(record.hash)
-        if known is None:
+    for listed in batch:  # in listing order, as rows were written before batches
+        flags = unmatched.get(listed.record.hash)
+        if flags is None:
+            continue  # unchanged, its row is left alone
+        known, same_workspace_and_live = flags
+        if known and same_workspace_and_live:
+            compare.append(listed)  # only the digest differs (or was never stored)
+        else:
             changed.append(listed)
-            continue
-        workspace_id, digest, live = known
-        if not live or workspace_id != record.workspace_id:
-            changed.append(listed)
-        elif not record.digest or digest != record.digest:
-            compare.append(listed)
-        # else: unchanged, its row is left alone
+    stored_keys = {h for h, (known, _) in unmatched.items() if known}
     refreshed: list[dict[str, Any]] = []
     if compare:
         payloads = dict(
@@ -188,15 +188,12 @@ def _split_unchanged(
                 changed.append(listed)
             elif record.digest:
                 refreshed.append({"b_hash": record.hash, "b_digest": record.digest})
-    return set(digests), refreshed, changed
+    return stored_keys, refreshed, changed
 
 
 # Built once: a statement object memoizes its cache key, so executing it per page costs
 # no statement building (it showed in the profile of an unchanged sync).
 _HASHES: BindParameter[list[str]] = bindparam("hashes", expanding=True)
-_STORED_DIGESTS = select(
-    ApiKey.hash, ApiKey.workspace_id, ApiKey.digest, ApiKey.deleted_at.is_(None)
-).where(ApiKey.hash.in_(_HASHES))
 _STORED_PAYLOADS = select(ApiKey.hash, ApiKey.raw_json).where(ApiKey.hash.in_(_HASHES))
 _REFRESH_DIGEST = (
     update(ApiKey).where(ApiKey.hash == bindparam("b_hash")).values(digest=bindparam("b_digest"))

@@ -112,8 +112,7 @@ class WorkspaceLoad:
         """Load the pending keys, and record them as seen by the listing."""
         if not self._pending:
             return
-        self._start()
-        seen_keys.add(self._connection, list(self._pending_hashes))
+        self._start()  # load_batch records them as seen
         self._counts.add(
             loading.load_batch(
                 self._connection,
