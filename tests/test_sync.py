@@ -284,6 +284,30 @@ def test_dry_run_writes_nothing(engine: Engine) -> None:
         assert count(engine, model) == 0
 
 
+def test_dry_run_workspaces_share_one_connection_and_each_finds_its_missing_keys(
+    engine: Engine,
+) -> None:
+    # A dry run's workspaces are savepoints of one outer transaction on one connection:
+    # each listing must start with an empty seen-key table, the one before it committed
+    # (released) or not.
+    simulator = make_simulator(workspaces=3, keys=30)
+    sync(engine, simulator)
+    world = simulator.world
+    world.advance(timedelta(hours=1), activity=False)
+    gone = [world.live_hashes(w)[n] for n, w in enumerate(world.workspace_ids)]
+    for key_hash in gone:
+        world.delete_key(key_hash)
+    before = {h: r.deleted_at for h, r in stored_keys(engine).items()}
+
+    result = sync(engine, simulator, dry_run=True)
+
+    assert result.status == "ok"
+    assert [w.deleted for w in result.workspaces] == [1, 1, 1]
+    assert sum(w.counts.seen for w in result.workspaces) == 87
+    assert {h: r.deleted_at for h, r in stored_keys(engine).items()} == before  # rolled back
+    assert seen_keys_left(engine) == 0
+
+
 @pytest.mark.parametrize(
     "amount",
     [
