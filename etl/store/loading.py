@@ -167,7 +167,7 @@ def _split_unchanged(
     unmatched = {h: (bool(known), bool(same)) for h, known, same in seen_keys.unmatched(connection)}
     changed: list[Listed] = []
     compare: list[Listed] = []
-    for listed in batch:  # in listing order, as rows were written before batches
+    for listed in batch:
         flags = unmatched.get(listed.record.hash)
         if flags is None:
             continue  # unchanged, its row is left alone
