@@ -3,7 +3,7 @@
 from models.analytics import ApiKeyVersion, DailyKeySpend, WorkspaceDay
 from models.base import Base
 from models.keys import ApiKey, UsageSnapshot, Workspace
-from models.runs import SyncRun, SyncRunWorkspace, SyncSeenKey
+from models.runs import SyncRun, SyncRunWorkspace
 
 __all__ = [
     "ApiKey",
@@ -12,7 +12,6 @@ __all__ = [
     "DailyKeySpend",
     "SyncRun",
     "SyncRunWorkspace",
-    "SyncSeenKey",
     "UsageSnapshot",
     "Workspace",
     "WorkspaceDay",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -87,6 +87,12 @@ class ApiKey(Base):
         Text().with_variant(mysql.LONGTEXT(), "mysql"),
         comment="The latest API payload of the key, verbatim JSON with exact numbers, "
         "including fields this version of keyledger does not know.",
+    )
+    digest: Mapped[bytes | None] = mapped_column(
+        LargeBinary().with_variant(mysql.VARBINARY(16), "mysql"),
+        comment="Digest (blake2b, 16 bytes) of the latest payload: an equal digest "
+        "means the key is unchanged. NULL until a sync has computed it (rows from "
+        "before 0007).",
     )
     first_seen_at: Mapped[datetime] = mapped_column(
         UtcDateTime, comment="Server time (UTC) of the sync that first saw the key."

@@ -8,7 +8,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import MYSQL_TABLE, Base
-from models.keys import HASH_LENGTH, ID_LENGTH, BigId
+from models.keys import ID_LENGTH, BigId
 from models.types import UtcDateTime
 
 
@@ -96,20 +96,4 @@ class SyncRunWorkspace(Base):
     snapshots_written: Mapped[int] = mapped_column(Integer, comment="usage_snapshots rows written.")
     error: Mapped[str | None] = mapped_column(
         Text, comment="One line saying what went wrong (no secrets); NULL when ok."
-    )
-
-
-class SyncSeenKey(Base):
-    __tablename__ = "sync_seen_keys"
-    __table_args__ = {
-        **MYSQL_TABLE,
-        "comment": "Scratch space of a running sync: the keys a listing has seen, so keys "
-        "missing from it can be found in SQL. Emptied before each workspace commits.",
-    }
-
-    sync_run_workspace_id: Mapped[int] = mapped_column(
-        BigId, primary_key=True, comment="The workspace's row in sync_run_workspaces."
-    )
-    key_hash: Mapped[str] = mapped_column(
-        String(HASH_LENGTH), primary_key=True, comment="A key hash seen in the listing."
     )

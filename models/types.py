@@ -85,7 +85,12 @@ def money_as_stored(amount: Decimal | None, dialect: Dialect) -> Decimal | None:
     significant digits, which the API, sending doubles, does not send)."""
     if amount is None or dialect.name != "sqlite":
         return amount
-    return decimal_of_double(float(amount))
+    double = float(amount)
+    if Decimal(repr(double)) == amount:
+        # The usual case (the API sends doubles): the same value, found in C. It was
+        # a third of a first sync into SQLite through decimal_of_double's Python.
+        return amount
+    return decimal_of_double(double)
 
 
 def money_double(value: Decimal | None) -> float | None:

@@ -121,3 +121,20 @@ def refuse_keys(engine: Engine, column: str, value: str) -> None:
     with engine.begin() as connection:
         for statement in statements:
             connection.exec_driver_sql(statement)
+
+
+def seen_keys_left(engine: Engine) -> int:
+    """Rows of the listing's seen keys a new connection can find: none, since they live
+    in a temporary table of the loading connection (and sync_seen_keys is gone)."""
+    from sqlalchemy import inspect, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from etl.store.seen_keys import TABLE_NAME
+
+    assert "sync_seen_keys" not in inspect(engine).get_table_names()
+    with engine.connect() as connection:
+        try:
+            with connection.begin_nested():
+                return int(connection.scalar(text(f"SELECT COUNT(*) FROM {TABLE_NAME}")) or 0)
+        except SQLAlchemyError:  # no such table on this connection: nothing left
+            return 0

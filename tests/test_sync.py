@@ -18,8 +18,8 @@ from etl.simulator.service import Faults, Simulator
 from etl.simulator.world import World
 from etl.store.counts import PageCounts
 from etl.sync import KEY_REFUSED, SyncResult, run_sync
-from models import ApiKey, SyncRun, SyncRunWorkspace, SyncSeenKey, UsageSnapshot, Workspace
-from tests.helpers import as_stored, refuse_keys
+from models import ApiKey, SyncRun, SyncRunWorkspace, UsageSnapshot, Workspace
+from tests.helpers import as_stored, refuse_keys, seen_keys_left
 
 TOKEN = "sk-or-v1-sim-management-key-for-tests"
 
@@ -95,7 +95,7 @@ def test_first_sync_stores_every_key_exactly(engine: Engine) -> None:
         assert row.deleted_at is None
         assert parse_json(row.raw_json.encode())["usage"] == payload["usage"]
     assert count(engine, UsageSnapshot) == len(truth)
-    assert count(engine, SyncSeenKey) == 0  # the scratch list is emptied at commit
+    assert seen_keys_left(engine) == 0  # the listing's seen keys die with its transaction
     with engine.connect() as connection:
         ledger = connection.execute(select(SyncRunWorkspace)).all()
         run = connection.execute(select(SyncRun)).one()
@@ -282,6 +282,30 @@ def test_dry_run_writes_nothing(engine: Engine) -> None:
     assert sum(w.counts.new for w in result.workspaces) == 60
     for model in (ApiKey, UsageSnapshot, SyncRun, SyncRunWorkspace, Workspace):
         assert count(engine, model) == 0
+
+
+def test_dry_run_workspaces_share_one_connection_and_each_finds_its_missing_keys(
+    engine: Engine,
+) -> None:
+    # A dry run's workspaces are savepoints of one outer transaction on one connection:
+    # each listing must start with an empty seen-key table, the one before it committed
+    # (released) or not.
+    simulator = make_simulator(workspaces=3, keys=30)
+    sync(engine, simulator)
+    world = simulator.world
+    world.advance(timedelta(hours=1), activity=False)
+    gone = [world.live_hashes(w)[n] for n, w in enumerate(world.workspace_ids)]
+    for key_hash in gone:
+        world.delete_key(key_hash)
+    before = {h: r.deleted_at for h, r in stored_keys(engine).items()}
+
+    result = sync(engine, simulator, dry_run=True)
+
+    assert result.status == "ok"
+    assert [w.deleted for w in result.workspaces] == [1, 1, 1]
+    assert sum(w.counts.seen for w in result.workspaces) == 87
+    assert {h: r.deleted_at for h, r in stored_keys(engine).items()} == before  # rolled back
+    assert seen_keys_left(engine) == 0
 
 
 @pytest.mark.parametrize(

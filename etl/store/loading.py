@@ -1,10 +1,15 @@
 """Key records -> api_keys, usage_snapshots and their history, through a Connection the
 caller gives (and commits).
 
-Set-based on purpose: per page one SELECT of what decides whether the page's keys
-changed, one SELECT of the stored state of those that did, then one executemany each
-(straight to the driver, etl.store.bulk) for the key upsert, the new snapshot rows, the new
-versions and the seen-key list.
+Set-based on purpose, a batch of keys (several pages) at a time: the batch's hashes and
+digests are staged in a temporary table (etl.store.seen_keys), and one join with api_keys
+names the keys that are not unchanged (an equal digest of a live key from the same
+workspace is unchanged: no payload is parsed); one SELECT of the stored state of those;
+then one bulk write each (etl.store.bulk: COPY on PostgreSQL) for the key upsert, the new
+snapshot rows, the new versions and the daily spend. The derived rows of the changed
+keys are built in Python: they are few on most nights, the rules are daily_spend's, and
+on SQLite the money they derive must be computed exactly (in Decimal) before it is
+stored as a double, which SQL arithmetic on REAL columns would not do.
 Nothing here commits; ``etl.store.workspace_load`` calls these for one workspace, inside
 the transaction ``etl.sync`` owns.
 """
@@ -12,20 +17,12 @@ the transaction ``etl.sync`` owns.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import (
-    BindParameter,
-    Connection,
-    and_,
-    bindparam,
-    delete,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import BindParameter, Connection, bindparam, func, select, update
 
 from etl.core.exact_json import dump_json, parse_json
 from etl.core.key_fields import (
@@ -36,9 +33,9 @@ from etl.core.key_fields import (
     VERSIONED_FIELDS,
     KeyRecord,
 )
-from etl.store import bulk, daily_spend, versions
+from etl.store import bulk, daily_spend, seen_keys, versions
 from etl.store.counts import PageCounts
-from models import ApiKey, SyncSeenKey, UsageSnapshot
+from models import ApiKey, UsageSnapshot
 from models.types import money_as_stored
 
 # The fields and their columns are declared once, in etl.core.key_fields: a change of
@@ -58,33 +55,50 @@ def key_row(record: KeyRecord, raw_json: str, captured_at: datetime) -> dict[str
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A key record and the server time of the response that carried it."""
+
+    record: KeyRecord
+    captured_at: datetime
+
+
 def load_keys(
     connection: Connection,
     records: Sequence[KeyRecord],
     *,
     captured_at: datetime,
     sync_run_id: int,
-    sync_run_workspace_id: int | None,
+    observed_days: Collection[date] = frozenset(),
+) -> PageCounts:
+    """``load_batch`` of records all captured at ``captured_at`` (a key looked up alone)."""
+    return load_batch(
+        connection,
+        [Listed(r, captured_at) for r in records],
+        sync_run_id=sync_run_id,
+        observed_days=observed_days,
+    )
+
+
+def load_batch(
+    connection: Connection,
+    batch: Sequence[Listed],
+    *,
+    sync_run_id: int,
     observed_days: Collection[date] = frozenset(),
 ) -> PageCounts:
     """Upsert changed keys; append snapshots, versions and daily spend where they changed.
 
-    ``observed_days`` are the days earlier runs observed the keys' workspace on.
+    No key may appear twice in ``batch`` (each is compared with what was stored before
+    the batch). ``observed_days`` are the days earlier runs observed the keys' workspace on.
     """
-    counts = PageCounts(seen=len(records))
-    if not records:
+    counts = PageCounts(seen=len(batch))
+    if not batch:
         return counts
-    # Most keys are unchanged on most nights: find those from three untyped columns
-    # (comparing parsed payloads, all in C), and read the typed state only of the keys
-    # that differ.
-    known = _stored_payloads(connection, [r.hash for r in records])
-    rows = []
-    for record in records:
-        if record.hash in known:
-            workspace_id, raw_json, live = known[record.hash]
-            if live and workspace_id == record.workspace_id and parse_json(raw_json) == record.raw:
-                continue  # unchanged: leave the row alone
-        rows.append(key_row(record, dump_json(record.raw), captured_at))
+    known, refreshed, changed = _split_unchanged(connection, batch)
+    if refreshed:
+        connection.execute(_REFRESH_DIGEST, refreshed)
+    rows = [_key_row(listed) for listed in changed]
     if connection.dialect.name == "sqlite":
         # Compare and derive from what the columns will hold (a REAL there): an amount
         # a double cannot hold would otherwise differ from its stored self every run.
@@ -96,6 +110,7 @@ def load_keys(
     new_versions: list[dict[str, Any]] = []
     spend: list[dict[str, Any]] = []
     for row in rows:
+        captured_at = row["changed_at"]
         before = stored.get(row["hash"])
         if before is None:
             counts.new += 1
@@ -112,27 +127,77 @@ def load_keys(
                 spend.append(day_row)
     bulk.upsert_rows(connection, ApiKey, ["hash"], rows, keep=["first_seen_at"])
     bulk.insert_rows(connection, UsageSnapshot, snapshots)
-    versions.close_versions(
-        connection, [v["key_hash"] for v in new_versions if v["key_hash"] in stored], captured_at
-    )
+    closing = [v for v in new_versions if v["key_hash"] in stored]
+    for at, hashes in _by_moment(closing).items():
+        versions.close_versions(connection, hashes, at)
     versions.open_versions(connection, new_versions)
     daily_spend.write_spend(connection, spend)
-    if sync_run_workspace_id is not None:
-        bulk.insert_rows(
-            connection,
-            SyncSeenKey,
-            [{"sync_run_workspace_id": sync_run_workspace_id, "key_hash": r.hash} for r in records],
-        )
     counts.snapshots = len(snapshots)
     return counts
+
+
+def _key_row(listed: Listed) -> dict[str, Any]:
+    row = key_row(listed.record, dump_json(listed.record.raw), listed.captured_at)
+    row["digest"] = listed.record.digest or None
+    return row
+
+
+def _by_moment(new_versions: list[dict[str, Any]]) -> dict[datetime, list[str]]:
+    """The keys whose current version ends, by the moment it ends (a page's time)."""
+    moments: dict[datetime, list[str]] = {}
+    for version in new_versions:
+        moments.setdefault(version["valid_from"], []).append(version["key_hash"])
+    return moments
+
+
+def _split_unchanged(
+    connection: Connection, batch: Sequence[Listed]
+) -> tuple[set[str], list[dict[str, Any]], list[Listed]]:
+    """Which keys that are not unchanged are stored at all, the digests to refresh of
+    keys found unchanged by value, and the keys that are new or changed.
+
+    A live key that arrives from the same workspace with the digest it was stored with
+    is unchanged. One whose digest differs (or was never stored: rows from before 0007)
+    may still be unchanged: the same value written differently (1.0, then 1.00). Those
+    are compared as parsed JSON values, as before digests; an equal one only gets its
+    digest stored, so the next run can tell it cheaply.
+    """
+    seen_keys.stage_batch(connection, [listed.record for listed in batch])
+    # Only the keys not found unchanged come back: none, on an unchanged night.
+    unmatched = {h: (bool(known), bool(same)) for h, known, same in seen_keys.unmatched(connection)}
+    changed: list[Listed] = []
+    compare: list[Listed] = []
+    for listed in batch:
+        flags = unmatched.get(listed.record.hash)
+        if flags is None:
+            continue  # unchanged, its row is left alone
+        known, same_workspace_and_live = flags
+        if known and same_workspace_and_live:
+            compare.append(listed)  # only the digest differs (or was never stored)
+        else:
+            changed.append(listed)
+    stored_keys = {h for h, (known, _) in unmatched.items() if known}
+    refreshed: list[dict[str, Any]] = []
+    if compare:
+        payloads = dict(
+            connection.execute(_STORED_PAYLOADS, {"hashes": [c.record.hash for c in compare]}).all()
+        )
+        for listed in compare:
+            record = listed.record
+            if parse_json(payloads[record.hash]) != record.raw:
+                changed.append(listed)
+            elif record.digest:
+                refreshed.append({"b_hash": record.hash, "b_digest": record.digest})
+    return stored_keys, refreshed, changed
 
 
 # Built once: a statement object memoizes its cache key, so executing it per page costs
 # no statement building (it showed in the profile of an unchanged sync).
 _HASHES: BindParameter[list[str]] = bindparam("hashes", expanding=True)
-_STORED_PAYLOADS = select(
-    ApiKey.hash, ApiKey.workspace_id, ApiKey.raw_json, ApiKey.deleted_at.is_(None)
-).where(ApiKey.hash.in_(_HASHES))
+_STORED_PAYLOADS = select(ApiKey.hash, ApiKey.raw_json).where(ApiKey.hash.in_(_HASHES))
+_REFRESH_DIGEST = (
+    update(ApiKey).where(ApiKey.hash == bindparam("b_hash")).values(digest=bindparam("b_digest"))
+)
 # A correlated MAX per key: every planner answers it from the (key_hash, captured_at)
 # index, even before statistics exist (a grouped subquery was a full scan then).
 _SNAPSHOT_AT = (
@@ -146,17 +211,6 @@ _STATE_FIELDS = sorted({"deleted_at", *SNAPSHOT_FIELDS, *VERSIONED_FIELDS})
 _STORED_STATE = select(
     ApiKey.hash, *(getattr(ApiKey, f) for f in _STATE_FIELDS), _SNAPSHOT_AT
 ).where(ApiKey.hash.in_(_HASHES))
-
-
-def _stored_payloads(connection: Connection, hashes: list[str]) -> dict[str, tuple[str, str, bool]]:
-    """(workspace_id, raw_json, live) of each stored key: a live key that arrives from
-    the same workspace with an equal payload is unchanged.
-
-    Payloads are compared as parsed JSON values: a number the API writes differently
-    (1.0, then 1.00) is the same value and changes nothing.
-    """
-    rows = connection.execute(_STORED_PAYLOADS, {"hashes": hashes}).all()
-    return {h: (workspace, raw, bool(live)) for h, workspace, raw, live in rows}
 
 
 def _stored_state(connection: Connection, hashes: list[str]) -> dict[str, Any]:
@@ -177,23 +231,6 @@ def _snapshot_row(row: dict[str, Any], captured_at: datetime, sync_run_id: int) 
         captured_at=captured_at,
     )
     return snapshot
-
-
-def missing_keys(
-    connection: Connection, workspace_id: str, sync_run_workspace_id: int
-) -> list[str]:
-    """Live keys of the workspace that this run's listing did not show."""
-    seen = select(SyncSeenKey.key_hash).where(
-        SyncSeenKey.sync_run_workspace_id == sync_run_workspace_id
-    )
-    query = select(ApiKey.hash).where(
-        and_(
-            ApiKey.workspace_id == workspace_id,
-            ApiKey.deleted_at.is_(None),
-            ApiKey.hash.not_in(seen),
-        )
-    )
-    return list(connection.scalars(query))
 
 
 def mark_deleted(
@@ -217,10 +254,3 @@ def mark_deleted(
         connection, daily_spend.deleted_key_rows(hashes, workspace_id, deleted_at, observed_days)
     )
     return len(hashes)
-
-
-def clear_seen(connection: Connection, sync_run_workspace_id: int) -> None:
-    """Empty the scratch list of seen keys (it is only needed inside the transaction)."""
-    connection.execute(
-        delete(SyncSeenKey).where(SyncSeenKey.sync_run_workspace_id == sync_run_workspace_id)
-    )

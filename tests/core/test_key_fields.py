@@ -27,7 +27,7 @@ from models.types import Money, UtcDateTime
 
 # The columns of each key table that are not an API field's (the ledger's own).
 OWN_COLUMNS = {
-    "api_keys": {"raw_json", "first_seen_at", "changed_at", "deleted_at"},
+    "api_keys": {"raw_json", "digest", "first_seen_at", "changed_at", "deleted_at"},
     "usage_snapshots": {"id", "key_hash", "workspace_id", "sync_run_id", "captured_at"},
     "api_key_versions": {"id", "key_hash", "valid_from", "valid_to"},
 }

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, Engine, Float, Integer, Numeric, insert, select, text
+from sqlalchemy import JSON, Engine, Float, Integer, Numeric, insert, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from etl.store import bulk
@@ -105,7 +105,14 @@ def stored(engine: Engine, table: str, order: str) -> list[tuple[Any, ...]]:
         ]
 
 
-def test_bulk_and_sqlalchemy_store_identical_values(engine: Engine) -> None:
+@pytest.fixture(params=["executemany", "copy"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both of bulk's paths: COPY (PostgreSQL, from COPY_MIN_ROWS rows) or executemany."""
+    monkeypatch.setattr(bulk, "COPY_MIN_ROWS", 1 if request.param == "copy" else 10**9)
+    return str(request.param)
+
+
+def test_bulk_and_sqlalchemy_store_identical_values(engine: Engine, path: str) -> None:
     with engine.begin() as connection:
         connection.execute(insert(ApiKey), key_rows("orm-"))
         bulk.upsert_rows(connection, ApiKey, ["hash"], key_rows("bulk-"), keep=["first_seen_at"])
@@ -137,7 +144,7 @@ def test_bulk_and_sqlalchemy_store_identical_values(engine: Engine) -> None:
             assert getattr(keys[row["hash"]], column) == value, (row["hash"], column)
 
 
-def test_bulk_upsert_updates_all_but_kept_columns(engine: Engine) -> None:
+def test_bulk_upsert_updates_all_but_kept_columns(engine: Engine, path: str) -> None:
     first, second = key_rows("k-")[:2], key_rows("k-")[:2]
     for row in second:
         row.update(name="renamed", usage=Decimal("9.75"), first_seen_at=MOMENTS[3])
@@ -149,6 +156,26 @@ def test_bulk_upsert_updates_all_but_kept_columns(engine: Engine) -> None:
             select(ApiKey.name, ApiKey.usage, ApiKey.first_seen_at).order_by(ApiKey.hash)
         ).all()
     assert rows == [("renamed", Decimal("9.75"), r["first_seen_at"]) for r in first]
+
+
+def test_bulk_upsert_of_one_key_twice_keeps_the_last_row(engine: Engine, path: str) -> None:
+    # As executemany did, one row after the other (ON CONFLICT may touch a row once).
+    first, again = key_rows("k-")[:1], key_rows("k-")[:1]
+    again[0].update(name="renamed", first_seen_at=MOMENTS[3])
+    with engine.begin() as connection:
+        bulk.upsert_rows(connection, ApiKey, ["hash"], first + again, keep=["first_seen_at"])
+        bulk.upsert_rows(connection, ApiKey, ["hash"], again + first, keep=["first_seen_at"])
+    with engine.connect() as connection:
+        rows = connection.execute(select(ApiKey.name, ApiKey.first_seen_at)).all()
+    assert rows == [(first[0]["name"], first[0]["first_seen_at"])]
+
+
+def test_the_copy_path_stages_in_a_temporary_table(engine: Engine, path: str) -> None:
+    with engine.begin() as connection:
+        bulk.upsert_rows(connection, ApiKey, ["hash"], key_rows("t-"), keep=["first_seen_at"])
+        bulk.upsert_rows(connection, ApiKey, ["hash"], key_rows("t-"), keep=["first_seen_at"])
+        assert connection.scalar(text("SELECT COUNT(*) FROM api_keys")) == len(AMOUNTS)
+    assert not [t for t in inspect(engine).get_table_names() if "stage" in t]
 
 
 def test_naive_datetime_is_refused(engine: Engine) -> None:

@@ -9,7 +9,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, func, inspect
 
 import models
 from etl.store import locks
@@ -117,6 +117,63 @@ def test_gap_days_survive_0003_down_and_up_with_data(engine: Engine) -> None:
             text("SELECT COUNT(*) FROM workspace_days WHERE NOT observed AND gap_since IS NULL")
         )
     assert unfilled == 0  # the upgrade worked out where each stored gap began
+
+
+def test_0007_upgrades_a_ledger_with_data_and_the_next_sync_fills_the_digests(
+    engine: Engine,
+) -> None:
+    from datetime import date
+
+    from sqlalchemy import MetaData, select, text
+
+    from models import ApiKey, SyncRunWorkspace
+    from tests.analytics_support import QUIET, at, make_world, sync_at
+
+    ledger = make_world(keys=8, workspaces=2, **QUIET)
+    sync_at(engine, ledger, at(date(2026, 11, 3), 2))
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0006")  # as 0006 left it
+    assert "digest" not in {c["name"] for c in inspect(engine).get_columns("api_keys")}
+
+    def every_row() -> dict[str, list[tuple[object, ...]]]:
+        metadata = MetaData()
+        metadata.reflect(engine)
+        with engine.connect() as connection:
+            return {
+                name: sorted((tuple(r) for r in connection.execute(table.select())), key=repr)
+                for name, table in metadata.tables.items()
+                if name != "alembic_version"
+            }
+
+    def without_digests(rows: dict[str, list[tuple[object, ...]]]) -> dict[str, object]:
+        return {
+            name: table_rows if name != "api_keys" else [r[:-1] for r in table_rows]
+            for name, table_rows in rows.items()
+        }
+
+    before = every_row()
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "head")
+    after = every_row()
+    tables = set(after)
+    assert tables == set(before) - {"sync_seen_keys"}  # the scratch table is gone
+    columns = [c["name"] for c in inspect(engine).get_columns("api_keys")]
+    assert columns[-1] == "digest"  # added last: the rest of each row is as it was
+    before.pop("sync_seen_keys")
+    assert without_digests(after) == before  # nothing lost or changed
+    with engine.connect() as connection:
+        assert set(connection.scalars(select(ApiKey.digest))) == {None}
+
+    result = sync_at(engine, ledger, at(date(2026, 11, 3), 3))  # nothing changed since
+
+    assert sum(w.counts.changed + w.counts.new for w in result.workspaces) == 0
+    assert sum(w.counts.snapshots for w in result.workspaces) == 0
+    with engine.connect() as connection:
+        assert None not in set(connection.scalars(select(ApiKey.digest)))
+        snapshots = connection.scalar(text("SELECT COUNT(*) FROM usage_snapshots"))
+        keys_changed = connection.scalar(select(func.sum(SyncRunWorkspace.keys_changed)))
+    assert snapshots == 16
+    assert keys_changed == 0
 
 
 def test_upgrade_gives_up_as_locked_when_another_migration_outlasts_the_wait(

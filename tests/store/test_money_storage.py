@@ -57,6 +57,10 @@ def raw_rows(engine: Engine, table: str) -> dict[tuple[Any, ...], dict[str, Any]
         result = connection.exec_driver_sql(f"SELECT * FROM {table}")
         names = list(result.keys())
         rows = [dict(zip(names, row, strict=True)) for row in result]
+    for row in rows:
+        # A cache of the payload, not data: a downgrade past 0007 drops it, and the
+        # next sync computes it again (tests/store/test_payload_digest.py).
+        row.pop("digest", None)
     return {tuple(r[k] for k in key): r for r in rows}
 
 

@@ -12,12 +12,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, update
 
 from etl.core.config import DEFAULT_WORKSPACE
 from etl.core.key_fields import KeyRecord
 from etl.openrouter.records import parse_key
-from etl.store import runs
+from etl.store import loading, runs, seen_keys
+from etl.store import workspace_load as workspace_load_module
 from etl.store.workspace_load import WorkspaceLoad
 from models import (
     ApiKey,
@@ -25,12 +26,11 @@ from models import (
     DailyKeySpend,
     SyncRun,
     SyncRunWorkspace,
-    SyncSeenKey,
     UsageSnapshot,
     Workspace,
     WorkspaceDay,
 )
-from tests.helpers import T0, as_stored, key_payload
+from tests.helpers import T0, as_stored, key_payload, seen_keys_left
 
 WORKSPACE = key_payload()["workspace_id"]
 CREATED = "2026-10-01T00:00:00.000Z"  # weeks before T0: every day of the tests is in its life
@@ -40,7 +40,6 @@ ALL_TABLES = (
     DailyKeySpend,
     SyncRun,
     SyncRunWorkspace,
-    SyncSeenKey,
     UsageSnapshot,
     Workspace,
     WorkspaceDay,
@@ -236,7 +235,7 @@ def test_finish_resolves_the_default_workspace_and_records_the_listing(engine: E
     assert tuple(ledger) == (DEFAULT_WORKSPACE, WORKSPACE, T0)  # the listing's first page
     assert tuple(workspace) == (WORKSPACE, "prod", T0)
     assert [(d, bool(o)) for d, o in days] == [(T0.date(), True)]
-    assert count(engine, SyncSeenKey) == 0  # the scratch list is emptied
+    assert seen_keys_left(engine) == 0  # the listing's seen keys die with its transaction
 
 
 def test_listing_across_midnight_observes_no_day(engine: Engine) -> None:
@@ -311,3 +310,203 @@ def test_days_observed_before_are_read_once_per_load(engine: Engine) -> None:
         ).all()
     # Day-start 24.25 on both observed days before: all of it was spent on the second.
     assert spend == [(T0.date() + timedelta(days=1), as_stored(Decimal("2.25"), engine))]
+
+
+# -- batches ---------------------------------------------------------------------------
+@pytest.mark.parametrize("batch_keys", [2, 1000])
+def test_batches_load_as_page_by_page_would(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, batch_keys: int
+) -> None:
+    monkeypatch.setattr(workspace_load_module, "BATCH_KEYS", batch_keys)
+    later = T0 + timedelta(seconds=3)
+    moved = record(2, usage=Decimal("26"), usage_daily=Decimal("1.75"))  # listed again, changed
+    load = load_listing(
+        engine, [([record(0), record(1), record(2)], T0), ([moved, record(3), record(4)], later)]
+    )
+
+    assert (load.counts.seen, load.counts.new, load.counts.changed) == (6, 5, 1)
+    assert load.counts.snapshots == 6
+    assert load.deleted == 0
+    with engine.connect() as connection:
+        snapshots = connection.execute(
+            select(UsageSnapshot.captured_at, UsageSnapshot.usage).where(
+                UsageSnapshot.key_hash == moved.hash
+            )
+        ).all()
+        version_ends = connection.execute(
+            select(ApiKeyVersion.valid_from, ApiKeyVersion.valid_to).where(
+                ApiKeyVersion.key_hash == moved.hash
+            )
+        ).all()
+    assert sorted(snapshots) == [(T0, as_stored(Decimal("25.5"), engine)), (later, 26)]
+    assert version_ends == [(T0, None)]  # usage is not versioned: one version
+
+
+def test_counts_include_pages_not_yet_written(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workspace_load_module, "BATCH_KEYS", 1000)
+    with engine.begin() as connection, workspace_load(connection) as load:
+        load.add_page([record(0), record(1)], T0)
+        assert (load.counts.seen, load.counts.new) == (2, 2)  # read: the batch is written
+        assert connection.scalar(select(func.count()).select_from(ApiKey)) == 2
+
+
+# -- change detection by digest --------------------------------------------------------
+def stored_digests(engine: Engine) -> dict[str, bytes | None]:
+    with engine.connect() as connection:
+        return {h: d for h, d in connection.execute(select(ApiKey.hash, ApiKey.digest))}
+
+
+def test_an_equal_digest_is_unchanged_without_parsing_the_stored_payload(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = [record(0), record(1)]
+    load_listing(engine, [(keys, T0)])
+    assert stored_digests(engine) == {k.hash: k.digest for k in keys}
+
+    def refuse(body: str | bytes) -> Any:
+        raise AssertionError("a stored payload was parsed")
+
+    monkeypatch.setattr(loading, "parse_json", refuse)
+    again = load_listing(engine, [(keys, T0 + timedelta(hours=1))])
+
+    assert (again.counts.new, again.counts.changed, again.counts.snapshots) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("stored", [None, b"\x00" * 16], ids=["before-0007", "other-text"])
+def test_an_unequal_digest_compares_values_and_refreshes_the_digest(
+    engine: Engine, stored: bytes | None
+) -> None:
+    keys = [record(0), record(1)]
+    load_listing(engine, [(keys, T0)])
+    with engine.begin() as connection:
+        connection.execute(update(ApiKey).values(digest=stored))  # NULL: a row from 0006
+    before = counts(engine)
+
+    again = load_listing(engine, [(keys, T0 + timedelta(hours=1))])
+
+    assert (again.counts.new, again.counts.changed, again.counts.snapshots) == (0, 0, 0)
+    after = counts(engine)
+    assert after.pop("sync_runs") == before.pop("sync_runs") + 1
+    assert after.pop("sync_run_workspaces") == before.pop("sync_run_workspaces") + 1
+    assert after == before
+    assert stored_digests(engine) == {k.hash: k.digest for k in keys}
+    with engine.connect() as connection:
+        assert set(connection.scalars(select(ApiKey.changed_at))) == {T0}
+
+
+def test_an_equal_digest_of_a_changed_value_is_still_a_change(engine: Engine) -> None:
+    # A digest from the same payload text but a value that changed in the database
+    # cannot happen; an unequal digest of an equal value can. The reverse guard: a key
+    # whose digest is stored for another payload is compared by value, and changes.
+    load_listing(engine, [([record(0)], T0)])
+    changed = record(0, usage=Decimal("30"), usage_daily=Decimal("5.75"))
+    again = load_listing(engine, [([changed], T0 + timedelta(hours=1))])
+    assert (again.counts.changed, again.counts.snapshots) == (1, 1)
+    assert stored_digests(engine) == {changed.hash: changed.digest}
+
+
+def test_an_equal_digest_of_a_deleted_key_or_another_workspace_is_a_change(
+    engine: Engine,
+) -> None:
+    keys = [record(0), record(1)]
+    load_listing(engine, [(keys, T0)])
+    with engine.begin() as connection:
+        connection.execute(update(ApiKey).where(ApiKey.hash == keys[0].hash).values(deleted_at=T0))
+        connection.execute(
+            update(ApiKey).where(ApiKey.hash == keys[1].hash).values(workspace_id="elsewhere")
+        )
+
+    again = load_listing(engine, [(keys, T0 + timedelta(hours=1))])
+
+    assert (again.counts.new, again.counts.changed) == (0, 2)
+    with engine.connect() as connection:
+        rows = set(connection.execute(select(ApiKey.workspace_id, ApiKey.deleted_at)))
+    assert rows == {(WORKSPACE, None)}
+
+
+# -- the seen keys: a temporary table per connection ----------------------------------
+def test_two_connections_loading_at_once_each_see_their_own_listing(engine: Engine) -> None:
+    other = "7f3d1c2e-0000-4000-8000-000000000002"
+    mine = [record(0), record(1), record(2)]
+    theirs = [record(10, workspace_id=other), record(11, workspace_id=other)]
+    load_listing(engine, [(mine, T0)])
+    load_listing(engine, [(theirs, T0)], requested_as=other)
+    if engine.dialect.name == "sqlite":
+        # One writer at a time: the seen-key tables alone, which live outside the file.
+        with engine.connect() as first, engine.connect() as second:
+            seen_keys.start(first)
+            seen_keys.start(second)
+            seen_keys.add(first, [mine[0].hash])
+            seen_keys.add(second, [theirs[0].hash])
+            assert seen_keys.missing_keys(first, WORKSPACE) == sorted(k.hash for k in mine[1:])
+            assert seen_keys.missing_keys(second, other) == [theirs[1].hash]
+            seen_keys.drop(first)
+            seen_keys.drop(second)
+        return
+
+    later = T0 + timedelta(hours=1)
+    with (
+        engine.connect() as first,
+        engine.connect() as second,
+        first.begin(),
+        second.begin(),
+        workspace_load(first) as a,
+        workspace_load(second, other) as b,
+    ):
+        a.add_page([mine[0]], later)
+        b.add_page([theirs[0]], later)
+        a.add_page([mine[2]], later)
+        assert a.missing_keys() == [mine[1].hash]
+        assert b.missing_keys() == [theirs[1].hash]
+        a.settle([], a.missing_keys())
+        b.settle([], b.missing_keys())
+        a.finish(name=None, slug=None)
+        b.finish(name=None, slug=None)
+    with engine.connect() as connection:
+        deleted = set(connection.scalars(select(ApiKey.hash).where(ApiKey.deleted_at.is_not(None))))
+    assert deleted == {mine[1].hash, theirs[1].hash}
+    assert seen_keys_left(engine) == 0
+
+
+def test_a_rolled_back_load_leaves_its_connection_a_clean_listing(engine: Engine) -> None:
+    keys = [record(0), record(1), record(2)]
+    load_listing(engine, [(keys, T0)])
+    with engine.connect() as connection:
+        connection.begin()
+        with workspace_load(connection) as load:
+            load.add_page(keys, T0 + timedelta(hours=1))
+            assert load.missing_keys() == []
+        connection.rollback()  # MariaDB keeps a temporary table through this
+        connection.begin()
+        with workspace_load(connection) as load:
+            load.add_page([keys[0]], T0 + timedelta(hours=2))
+            assert load.missing_keys() == sorted(k.hash for k in keys[1:])
+        connection.rollback()
+    assert seen_keys_left(engine) == 0
+
+
+def test_savepoints_of_one_transaction_each_list_afresh(engine: Engine) -> None:
+    """A dry run: every workspace a savepoint of one outer transaction, rolled back."""
+    keys = [record(0), record(1), record(2)]
+    load_listing(engine, [(keys, T0)])
+    with engine.connect() as connection:
+        connection.begin()
+        with connection.begin_nested(), workspace_load(connection) as load:
+            load.add_page(keys, T0 + timedelta(hours=1))
+            load.settle([], load.missing_keys())
+            load.finish(name=None, slug=None)
+        with connection.begin_nested() as failed, workspace_load(connection) as load:
+            load.add_page(keys[:1], T0 + timedelta(hours=1))
+            failed.rollback()  # a workspace that failed
+        with connection.begin_nested(), workspace_load(connection) as load:
+            load.add_page(keys[1:2], T0 + timedelta(hours=1))
+            assert load.missing_keys() == sorted([keys[0].hash, keys[2].hash])
+            load.settle([], load.missing_keys())
+            load.finish(name=None, slug=None)
+            assert load.deleted == 2
+        connection.rollback()
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).where(ApiKey.deleted_at.is_not(None))) == 0
+    assert seen_keys_left(engine) == 0
