@@ -253,11 +253,13 @@ def workspaces_at_once(units: _Units, account: Account) -> int:
     """How many of the account's workspaces load at once.
 
     A dry run has one outer transaction, so its workspaces are savepoints of one
-    connection: one at a time. So is SQLite: it has one writer, and a workspace's
-    transaction (BEGIN IMMEDIATE, etl/store/database.py) would wait for the one before
-    it to commit, up to the 30 s busy timeout and then fail. Loading the next
-    workspace's pages ahead while one commits was measured to save too little to pay
-    for the memory and the threads (benchmarks/README.md).
+    connection: one at a time. So is SQLite: it has one writer, and every write of a
+    second workspace (BEGIN IMMEDIATE, etl/store/database.py), its ledger row first,
+    would wait for the first to commit (and fail after the 30 s busy timeout behind a
+    big one). Fetching its pages ahead would mean fetching before its lock and ledger
+    row are taken, which the skip and crash guarantees rely on; one by one, a SQLite
+    sync at 50 ms a request was measured at 1.7x the latency floor unchanged and 2.4x
+    on a first sync (PostgreSQL, 4 at once: 1.3x and 1.6x; benchmarks/README.md).
     """
     if units.dry_run or units.engine.dialect.name == "sqlite":
         return 1
