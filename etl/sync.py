@@ -231,7 +231,7 @@ def _sync_accounts(
                 log.info("account %s: cannot list workspaces: %s", account.name, exc)
                 continue
             job = _Job(units, client, run_id, run_started, account, wait_seconds)
-            at_once = workspaces_at_once(units, account)
+            at_once = _workspaces_at_once(units, account)
             if at_once == 1:
                 loaded, not_attempted = _load_one_by_one(job, workspaces)
             else:
@@ -249,7 +249,7 @@ def _sync_accounts(
     return None
 
 
-def workspaces_at_once(units: _Units, account: Account) -> int:
+def _workspaces_at_once(units: _Units, account: Account) -> int:
     """How many of the account's workspaces load at once.
 
     A dry run has one outer transaction, so its workspaces are savepoints of one
