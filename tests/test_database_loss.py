@@ -214,13 +214,17 @@ def on_nth_workspace(simulator: Simulator, n: int, action: Callable[[], None]) -
     simulator.handle = handle  # type: ignore[method-assign]
 
 
-def run_keyledger_sync(server: SimulatorServer, database_url: str, cwd: Path) -> tuple[int, str]:
-    """``keyledger sync`` in its own process; its exit code and stderr."""
+def run_keyledger_sync(
+    server: SimulatorServer, database_url: str, cwd: Path, *, workspace_concurrency: int
+) -> tuple[int, str]:
+    """``keyledger sync`` in its own process, loading ``workspace_concurrency``
+    workspaces at once; its exit code and stderr."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("KEYLEDGER_", "OPENROUTER_"))},
         "OPENROUTER_MANAGEMENT_KEY": TOKEN,
         "OPENROUTER_BASE_URL": server.base_url,
         "KEYLEDGER_DATABASE_URL": database_url,
+        "KEYLEDGER_WORKSPACE_CONCURRENCY": str(workspace_concurrency),
     }
     done = subprocess.run(
         [sys.executable, "-c", "from etl.cli.main import main; main()", "sync"],
@@ -252,7 +256,9 @@ def test_database_gone_after_two_workspaces_exits_3_with_summary(
     simulator = Simulator(world, token=TOKEN)
     on_nth_workspace(simulator, 3, proxy.cut)
     with SimulatorServer(simulator) as server:
-        code, stderr = run_keyledger_sync(server, url, tmp_path)
+        # One by one, so two have committed when the third is asked for its keys (at
+        # once: test_database_gone_while_workspaces_load_at_once_reports_what_committed).
+        code, stderr = run_keyledger_sync(server, url, tmp_path, workspace_concurrency=1)
     assert code == 3, stderr
     assert "Traceback" not in stderr
     lines = stderr.strip().splitlines()
@@ -293,7 +299,9 @@ def test_lost_connection_that_comes_back_fails_one_workspace_and_closes_the_run(
     simulator = Simulator(world, token=TOKEN)
     on_nth_workspace(simulator, 2, proxy.drop)
     with SimulatorServer(simulator) as server:
-        code, stderr = run_keyledger_sync(server, url, tmp_path)
+        # One by one, so the first has committed when the second is asked (at once:
+        # test_lost_connection_fails_the_workspaces_in_flight_only).
+        code, stderr = run_keyledger_sync(server, url, tmp_path, workspace_concurrency=1)
     assert code == 3, stderr
     lines = stderr.strip().splitlines()
     assert lines[-1].startswith("sync: 2 workspaces ok, 1 failed, 0 skipped; keys seen 300,")
@@ -301,5 +309,111 @@ def test_lost_connection_that_comes_back_fails_one_workspace_and_closes_the_run(
     status, rows = ledger_rows(engine)
     assert status == "partial"
     (failed,) = [row for row in rows.values() if row.status == "failed"]
+    assert (failed.keys_seen, failed.keys_new, failed.snapshots_written) == (0, 0, 0)
+    assert failed.finished_at is not None and "database error" in failed.error
+
+
+def hold_second_until_first_commits(
+    simulator: Simulator, engine: Engine, action: Callable[[], None]
+) -> list[str]:
+    """Workspaces loading at once: the first workspace's later pages wait until the
+    second has been asked for its first; that first request waits until the first
+    workspace has committed (its ledger row, read directly, says ok), then runs
+    ``action``. So both were in flight together, and ``action`` falls inside the
+    second's transaction. Returns the workspaces in the order they were first asked."""
+    original = simulator.handle
+    asked: list[str] = []
+    second_asked = threading.Event()
+    lock = threading.Lock()
+
+    def first_committed(workspace: str) -> bool:
+        with engine.connect() as connection:
+            status = connection.scalar(
+                select(SyncRunWorkspace.status).where(SyncRunWorkspace.requested_as == workspace)
+            )
+        return status == "ok"
+
+    def handle(method: str, path: str, query: str, *rest: Any) -> Any:
+        params = parse_qs(query)
+        workspace = params.get("workspace_id", [""])[0]
+        if path.endswith("/keys") and workspace:
+            with lock:
+                new = workspace not in asked
+                if new:
+                    asked.append(workspace)
+            if workspace == asked[0] and params["offset"] != ["0"]:
+                second_asked.wait(30)
+            elif new and len(asked) == 2:
+                second_asked.set()
+                deadline = time.monotonic() + 30
+                while not first_committed(asked[0]) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                action()
+        return original(method, path, query, *rest)
+
+    simulator.handle = handle  # type: ignore[method-assign]
+    return asked
+
+
+def test_database_gone_while_workspaces_load_at_once_reports_what_committed(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    """Two workspaces in flight; the first commits, then the database goes away for
+    good inside the second's transaction: as one by one, the first is reported (exit
+    3, summary line), nothing of the second is kept, and the next run marks the run
+    abandoned."""
+    proxy, url = proxy_to(database_url)
+    world = World(seed=12, workspaces=2, keys_per_workspace=250)
+    simulator = Simulator(world, token=TOKEN)
+    asked = hold_second_until_first_commits(simulator, engine, proxy.cut)
+    with SimulatorServer(simulator) as server:
+        code, stderr = run_keyledger_sync(server, url, tmp_path, workspace_concurrency=2)
+    assert code == 3, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith("sync: 1 workspaces ok, 1 failed, 0 skipped; ")
+    assert "keys seen 250, new 250, changed 0, deleted 0; 250 snapshot rows" in lines[-1]
+    assert lines[-2].startswith("keyledger: error: the database failed, so the run stopped: ")
+    assert lines[-2].endswith("until a later run marks it abandoned")
+    status, rows = ledger_rows(engine)
+    assert status == "running"  # the database was gone: nothing could close it
+    assert rows[asked[0]].status == "ok" and rows[asked[1]].status == "running"
+    assert rows[asked[1]].started_at < rows[asked[0]].finished_at  # they overlapped
+    with engine.connect() as connection:
+        stored = dict(
+            connection.execute(
+                select(ApiKey.workspace_id, func.count()).group_by(ApiKey.workspace_id)
+            ).all()
+        )
+    assert stored == {asked[0]: 250}
+    deadline = time.monotonic() + 10
+    while not runs.abandon_dead_runs(engine) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status, rows = ledger_rows(engine)
+    assert status == "abandoned"
+    assert {row.status for row in rows.values()} == {"ok", "abandoned"}
+
+
+def test_lost_connection_fails_the_workspaces_in_flight_only(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    """Two workspaces in flight; once the first committed, every database connection
+    drops inside the second's transaction, and new ones get through: the second fails
+    with nothing counted, the third (started after it) still syncs, and the run is
+    closed as partial."""
+    proxy, url = proxy_to(database_url)
+    world = World(seed=12, workspaces=3, keys_per_workspace=250)
+    simulator = Simulator(world, token=TOKEN)
+    asked = hold_second_until_first_commits(simulator, engine, proxy.drop)
+    with SimulatorServer(simulator) as server:
+        code, stderr = run_keyledger_sync(server, url, tmp_path, workspace_concurrency=2)
+    assert code == 3, stderr
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith("sync: 2 workspaces ok, 1 failed, 0 skipped; keys seen 500,")
+    assert len(lines) == 2 and " failed: database error: " in lines[0]
+    status, rows = ledger_rows(engine)
+    assert status == "partial"
+    assert [rows[w].status for w in asked] == ["ok", "failed", "ok"]
+    failed = rows[asked[1]]
     assert (failed.keys_seen, failed.keys_new, failed.snapshots_written) == (0, 0, 0)
     assert failed.finished_at is not None and "database error" in failed.error

@@ -95,6 +95,14 @@ class ClientSettings:
     # How far past a workspace's last successful sync the server's clock may be before
     # the run is refused (etl/server_clock.py): a monthly cadence plus a few days.
     max_clock_jump_days: float = 35.0
+    # How many of the account's workspaces load at once, each in its own transaction
+    # (etl/sync.py); SQLite and dry runs load one at a time whatever this says.
+    workspace_concurrency: int = 4
+
+
+# Each workspace in flight holds two database connections (its lock and its
+# transaction); SQLAlchemy's default pool gives 15, one of them the run's lock.
+MAX_WORKSPACE_CONCURRENCY = 6
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,7 @@ _CLIENT_NUMBERS: dict[str, type] = {
     "max_retry_after_seconds": float,
     "max_pages": int,
     "max_clock_jump_days": float,
+    "workspace_concurrency": int,
 }
 _ACCOUNT_SETTINGS = frozenset(
     {"name", "base_url", "management_key_env", "management_key_file", "workspaces"}
@@ -293,6 +302,13 @@ def _account(
         numbers["max_clock_jump_days"] = _positive(
             _env_number(jump), float, "KEYLEDGER_MAX_CLOCK_JUMP_DAYS", "max_clock_jump_days"
         )
+    if "workspace_concurrency" in numbers:
+        _at_most(numbers["workspace_concurrency"], where, f"{section} workspace_concurrency")
+    at_once = overrides.get("KEYLEDGER_WORKSPACE_CONCURRENCY")
+    if at_once:
+        name = "KEYLEDGER_WORKSPACE_CONCURRENCY"
+        number = _positive(_env_whole_number(at_once), int, name, "workspace_concurrency")
+        numbers["workspace_concurrency"] = _at_most(number, name, "workspace_concurrency")
     workspaces = _workspaces(table.get("workspaces", "all"), where, section)
     env_workspaces = overrides.get("KEYLEDGER_WORKSPACES")
     if env_workspaces:
@@ -318,6 +334,23 @@ def _positive(value: Any, kind: type, where: str, name: str) -> float | int:
         hint = " (leave it out for no cap)" if name.endswith(" requests_per_second") else ""
         raise ConfigError(f"{where}: '{name}' should be {noun}{hint}, got {value!r}")
     return kind(value)  # type: ignore[no-any-return]
+
+
+def _at_most(at_once: float | int, where: str, name: str) -> float | int:
+    if at_once > MAX_WORKSPACE_CONCURRENCY:
+        raise ConfigError(
+            f"{where}: '{name}' should be at most {MAX_WORKSPACE_CONCURRENCY} (each "
+            f"workspace in flight holds two database connections), got {at_once!r}"
+        )
+    return at_once
+
+
+def _env_whole_number(value: str) -> int | str:
+    """A whole number from an environment variable; the text itself when it is not one."""
+    try:
+        return int(value)
+    except ValueError:
+        return value
 
 
 def _env_number(value: str) -> float | str:

@@ -284,3 +284,42 @@ def test_bad_clock_jump_limit_in_the_environment_is_one_line(value: str) -> None
     message = str(caught.value)
     assert message.startswith("KEYLEDGER_MAX_CLOCK_JUMP_DAYS: 'max_clock_jump_days' should be")
     assert "\n" not in message
+
+
+def test_workspace_concurrency_from_file_and_environment(tmp_path: Path) -> None:
+    assert load_settings(env=KEY).accounts[0].client.workspace_concurrency == 4
+    path = write(tmp_path, "[openrouter]\nworkspace_concurrency = 2\n")
+    assert load_settings(path, env=KEY).accounts[0].client.workspace_concurrency == 2
+    env = {**KEY, "KEYLEDGER_WORKSPACE_CONCURRENCY": "1"}
+    assert load_settings(path, env=env).accounts[0].client.workspace_concurrency == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("workspace_concurrency = 0", "should be a positive whole number, got 0"),
+        ("workspace_concurrency = 2.5", "should be a positive whole number, got 2.5"),
+        ("workspace_concurrency = 7", "should be at most 6 (each workspace in flight"),
+    ],
+)
+def test_bad_workspace_concurrency_is_one_line(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, f"[openrouter]\n{text}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env=KEY)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: '[openrouter] workspace_concurrency' ")
+    assert expected in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("many", "a positive whole number, got 'many'"), ("0", "a positive"), ("9", "at most 6")],
+)
+def test_bad_workspace_concurrency_in_the_environment_is_one_line(
+    value: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={**KEY, "KEYLEDGER_WORKSPACE_CONCURRENCY": value})
+    message = str(caught.value)
+    assert message.startswith("KEYLEDGER_WORKSPACE_CONCURRENCY: 'workspace_concurrency' should be")
+    assert expected in message and "\n" not in message
