@@ -14,6 +14,7 @@ import resource
 import secrets
 import selectors
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -209,31 +210,37 @@ def run_worker(
     extra_env: dict[str, str] | None = None,
     wrapper: Sequence[str] = (),
     interpreter: str | None = None,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """Run ``script --worker PARAMS`` in a fresh interpreter and return its result.
 
     The token goes through the environment, never the command line. ``wrapper`` (a
     profiler's command line) replaces the launcher; ``interpreter`` (another venv's
-    python) replaces this one for the worker.
+    python) replaces this one for the worker. Past ``timeout`` seconds the worker is
+    killed and ``subprocess.TimeoutExpired`` raised.
     """
     env = {**os.environ, **(extra_env or {}), TOKEN_ENV: token}
     worker = [interpreter or sys.executable, str(script), "--worker", json.dumps(params)]
-    completed = subprocess.run(
+    # Its own session, so a worker that overruns ``timeout`` goes with its launcher.
+    with subprocess.Popen(
         [*wrapper, *worker] if wrapper else [sys.executable, "-S", "-c", _LAUNCHER, *worker],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=False,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except BaseException:  # the timeout, or Ctrl-C: no worker left behind
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
     results = [
-        line[len(RESULT_PREFIX) :]
-        for line in completed.stdout.splitlines()
-        if line.startswith(RESULT_PREFIX)
+        line[len(RESULT_PREFIX) :] for line in stdout.splitlines() if line.startswith(RESULT_PREFIX)
     ]
-    if completed.returncode != 0 or not results:
-        raise RuntimeError(
-            f"worker {params} failed (exit {completed.returncode}):\n{completed.stderr[-4000:]}"
-        )
+    if process.returncode != 0 or not results:
+        raise RuntimeError(f"worker {params} failed (exit {process.returncode}):\n{stderr[-4000:]}")
     result: dict[str, Any] = json.loads(results[-1])
     hwm = result.get("vm_hwm_mib")
     if hwm is not None and abs(hwm - result["peak_rss_mib"]) > 2:

@@ -59,6 +59,8 @@ def source_config(base_url: str, token: str, workspaces: list[str]) -> dict[str,
         },
         "resource_defaults": {
             "primary_key": "hash",
+            # A bounded text: MariaDB cannot key a TEXT column (dlt's default for strings).
+            "columns": {"hash": {"data_type": "text", "precision": 255}},
             "write_disposition": "merge",
             "endpoint": {"data_selector": "data", "paginator": paginator},
         },
@@ -87,7 +89,13 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     if params["destination"] == "postgres":
         destination = dlt.destinations.postgres(credentials=params["credentials"])
     else:
-        destination = dlt.destinations.sqlalchemy(credentials=params["credentials"])
+        # The one setting not left at dlt's default: a primary key on ``hash``, as dlt's
+        # postgres destination makes by default (create_indexes=True). Without it merging
+        # into SQLite or MariaDB (delete-insert on ``hash``) scans the table per row:
+        # 10,000 keys re-synced into MariaDB took 29 s, 100,000 into SQLite over 4 min.
+        destination = dlt.destinations.sqlalchemy(
+            credentials=params["credentials"], create_primary_keys=True
+        )
     pipeline = dlt.pipeline(
         pipeline_name="keyledger_peer",
         pipelines_dir=params["pipelines_dir"],
