@@ -580,13 +580,49 @@ class DltPlace:
             for path in self.place.folder.glob("dlt*.db"):
                 path.unlink()
             return
+        self.stop_queries()
         engine = make_engine(self.place.url)
         try:
             with engine.begin() as connection:
+                for dataset in (self.DATASET, f"{self.DATASET}_staging"):  # dlt stages merges
+                    if self.place.backend == "postgresql":
+                        connection.execute(text(f'DROP SCHEMA IF EXISTS "{dataset}" CASCADE'))
+                    else:  # dlt's sqlalchemy destination makes a dataset a MariaDB database
+                        connection.execute(text(f"DROP DATABASE IF EXISTS `{dataset}`"))
+        finally:
+            engine.dispose()
+
+    def stop_queries(self) -> None:
+        """Cancel dlt's statements still running on the server (a stopped run's): a
+        server goes on with a statement after its client is killed."""
+        from sqlalchemy import text
+
+        from etl.store.database import make_engine
+
+        pattern = f"%{self.DATASET}%"
+        engine = make_engine(self.place.url)
+        try:
+            with engine.connect() as connection:
                 if self.place.backend == "postgresql":
-                    connection.execute(text(f'DROP SCHEMA IF EXISTS "{self.DATASET}" CASCADE'))
-                else:  # dlt's sqlalchemy destination makes the dataset a MariaDB database
-                    connection.execute(text(f"DROP DATABASE IF EXISTS `{self.DATASET}`"))
+                    connection.execute(
+                        text(
+                            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+                            "WHERE query LIKE :p AND datname = current_database() "
+                            "AND pid <> pg_backend_pid()"
+                        ),
+                        {"p": pattern},
+                    ).all()
+                    return
+                ids = connection.execute(
+                    text(
+                        "SELECT id FROM information_schema.processlist "
+                        "WHERE info LIKE :p AND db = DATABASE() AND id <> CONNECTION_ID()"
+                    ),
+                    {"p": pattern},
+                ).scalars()
+                for query_id in list(ids):
+                    with contextlib.suppress(Exception):  # it may have ended meanwhile
+                        connection.execute(text(f"KILL QUERY {int(query_id)}"))
         finally:
             engine.dispose()
 
