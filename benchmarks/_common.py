@@ -14,6 +14,7 @@ import resource
 import secrets
 import selectors
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -62,8 +63,14 @@ class SimulatorProcess:
         keys_per_workspace: int,
         latency_ms: float = 0.0,
         seed: int = 0,
+        extra_args: Sequence[str] = (),
+        program: Sequence[str] | None = None,
     ) -> None:
+        """``extra_args`` go after the usual options; ``program`` replaces
+        ``keyledger simulate`` (a script taking the same options)."""
         self.workspaces = workspaces
+        self.extra_args = list(extra_args)
+        self.program = list(program) if program is not None else None
         self.keys_per_workspace = keys_per_workspace
         self.latency_ms = latency_ms
         self.seed = seed
@@ -75,8 +82,7 @@ class SimulatorProcess:
 
     def __enter__(self) -> SimulatorProcess:
         command = [
-            *keyledger_command(),
-            "simulate",
+            *(self.program or [*keyledger_command(), "simulate"]),
             "--port",
             "0",
             "--seed",
@@ -89,6 +95,7 @@ class SimulatorProcess:
             f"{self.latency_ms:g}",
             "--token",
             self.token,
+            *self.extra_args,
         ]
         self._process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=self._stderr, text=True
@@ -146,10 +153,14 @@ class SimulatorProcess:
         response.raise_for_status()
         return response.json()
 
+    def truth(self) -> dict[str, Any]:
+        """The simulator's ground truth: workspaces, every key's state, daily spend."""
+        truth: dict[str, Any] = self.control("GET", "truth")
+        return truth
+
     def live_key_count(self) -> int:
         """Keys the simulator lists (not deleted), from its ground truth."""
-        truth = self.control("GET", "truth")
-        return sum(1 for key in truth["keys"] if key["deleted_at"] is None)
+        return sum(1 for key in self.truth()["keys"] if key["deleted_at"] is None)
 
     def touch(self, fraction: float) -> int:
         """Spend a small exact amount on ``fraction`` of the live keys; how many."""
@@ -210,30 +221,38 @@ def run_worker(
     token: str,
     extra_env: dict[str, str] | None = None,
     wrapper: Sequence[str] = (),
+    interpreter: str | None = None,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """Run ``script --worker PARAMS`` in a fresh interpreter and return its result.
 
     The token goes through the environment, never the command line. ``wrapper`` (a
-    profiler's command line) replaces the launcher.
+    profiler's command line) replaces the launcher; ``interpreter`` (another venv's
+    python) replaces this one for the worker. Past ``timeout`` seconds the worker is
+    killed and ``subprocess.TimeoutExpired`` raised.
     """
     env = {**os.environ, **(extra_env or {}), TOKEN_ENV: token}
-    worker = [sys.executable, str(script), "--worker", json.dumps(params)]
-    completed = subprocess.run(
+    worker = [interpreter or sys.executable, str(script), "--worker", json.dumps(params)]
+    # Its own session, so a worker that overruns ``timeout`` goes with its launcher.
+    with subprocess.Popen(
         [*wrapper, *worker] if wrapper else [sys.executable, "-S", "-c", _LAUNCHER, *worker],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=False,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except BaseException:  # the timeout, or Ctrl-C: no worker left behind
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
     results = [
-        line[len(RESULT_PREFIX) :]
-        for line in completed.stdout.splitlines()
-        if line.startswith(RESULT_PREFIX)
+        line[len(RESULT_PREFIX) :] for line in stdout.splitlines() if line.startswith(RESULT_PREFIX)
     ]
-    if completed.returncode != 0 or not results:
-        raise RuntimeError(
-            f"worker {params} failed (exit {completed.returncode}):\n{completed.stderr[-4000:]}"
-        )
+    if process.returncode != 0 or not results:
+        raise RuntimeError(f"worker {params} failed (exit {process.returncode}):\n{stderr[-4000:]}")
     result: dict[str, Any] = json.loads(results[-1])
     hwm = result.get("vm_hwm_mib")
     if hwm is not None and abs(hwm - result["peak_rss_mib"]) > 2:
