@@ -1086,8 +1086,9 @@ def main_table(report: Report) -> str:
             notes.insert(0, f"{len(row.runs)} runs {min(walls):.2f}-{max(walls):.2f}s")
         settings = row.runs[-1].get("client_settings")
         if settings and row.tool.startswith("keyledger") and row.scenario == "throughput":
+            rps = settings["requests_per_second"]
             notes.append(
-                f"client: rps {settings['requests_per_second']:g}, "
+                f"client: rps {'no cap' if rps is None else format(rps, 'g')}, "
                 f"concurrency {settings['concurrency']}"
             )
         rows.append(
