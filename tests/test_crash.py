@@ -52,7 +52,9 @@ def test_sigkill_leaves_no_partial_workspace(
 ) -> None:
     world = World(seed=8, workspaces=3, keys_per_workspace=350)
     live = {w: world.live_key_count(w) for w in world.workspace_ids}
-    # 5 ms a request: the run lasts a couple of seconds, so kills land all over it.
+    # 5 ms a request and an operator's cap of 10 requests a second (no cap is the
+    # default now): the run lasts a couple of seconds, so kills land all over it.
+    (tmp_path / "keyledger.toml").write_text("[openrouter]\nrequests_per_second = 10\n")
     with SimulatorServer(Simulator(world, token=TOKEN, latency_ms=5)) as server:
         process = start_sync(server, database_url, tmp_path)
         time.sleep(kill_after)
