@@ -29,9 +29,6 @@ def start_sync(
         "OPENROUTER_BASE_URL": server.base_url,
         "KEYLEDGER_DATABASE_URL": database_url,
     }
-    # Paced to a few requests a second, so the run lasts long enough for the kills to land
-    # all over it (unpaced, it is over before the later ones).
-    (tmp_path / "keyledger.toml").write_text("[openrouter]\nrequests_per_second = 8\n")
     return subprocess.Popen(
         [sys.executable, "-c", "from etl.cli.main import main; main()", "sync"],
         env=env,
@@ -55,7 +52,9 @@ def test_sigkill_leaves_no_partial_workspace(
 ) -> None:
     world = World(seed=8, workspaces=3, keys_per_workspace=350)
     live = {w: world.live_key_count(w) for w in world.workspace_ids}
-    # 5 ms a request at 8 requests a second: the run lasts a few seconds.
+    # 5 ms a request and an operator's cap of 10 requests a second (no cap is the
+    # default now): the run lasts a couple of seconds, so kills land all over it.
+    (tmp_path / "keyledger.toml").write_text("[openrouter]\nrequests_per_second = 10\n")
     with SimulatorServer(Simulator(world, token=TOKEN, latency_ms=5)) as server:
         process = start_sync(server, database_url, tmp_path)
         time.sleep(kill_after)
