@@ -33,7 +33,7 @@ from etl.core.key_fields import (
     VERSIONED_FIELDS,
     KeyRecord,
 )
-from etl.store import bulk, daily_spend, seen_keys, versions
+from etl.store import bulk, daily_spend, derived, seen_keys, versions
 from etl.store.counts import PageCounts
 from models import ApiKey, UsageSnapshot
 from models.types import money_as_stored
@@ -106,8 +106,9 @@ def load_batch(
             for field in MONEY_COLUMNS:
                 row[field] = money_as_stored(row[field], connection.dialect)
     stored = _stored_state(connection, [row["hash"] for row in rows if row["hash"] in known])
-    snapshots: list[dict[str, Any]] = []
-    new_versions: list[dict[str, Any]] = []
+    snapshots: list[str] = []
+    new_versions: list[str] = []
+    closing: dict[datetime, list[str]] = {}  # current versions that end, by moment
     spend: list[dict[str, Any]] = []
     for row in rows:
         captured_at = row["changed_at"]
@@ -117,20 +118,23 @@ def load_batch(
         else:
             counts.changed += 1
         if versions.version_changed(before, row):
-            new_versions.append(versions.version_row(row, captured_at))
+            new_versions.append(row["hash"])
+            if before is not None:
+                closing.setdefault(captured_at, []).append(row["hash"])
         if before is None or any(before[f] != row[f] for f in SNAPSHOT_FIELDS):
-            snapshots.append(_snapshot_row(row, captured_at, sync_run_id))
+            snapshots.append(row["hash"])
             day_row = daily_spend.spend_row(
                 before, row, captured_at, row["created_at"], observed_days
             )
             if day_row is not None:
                 spend.append(day_row)
     bulk.upsert_rows(connection, ApiKey, ["hash"], rows, keep=["first_seen_at"])
-    bulk.insert_rows(connection, UsageSnapshot, snapshots)
-    closing = [v for v in new_versions if v["key_hash"] in stored]
-    for at, hashes in _by_moment(closing).items():
+    for at, hashes in closing.items():
         versions.close_versions(connection, hashes, at)
-    versions.open_versions(connection, new_versions)
+    # The snapshot and version rows are copies of the rows just written: made in SQL.
+    derived.write_derived(
+        connection, snapshots=snapshots, versions=new_versions, sync_run_id=sync_run_id
+    )
     daily_spend.write_spend(connection, spend)
     counts.snapshots = len(snapshots)
     return counts
@@ -140,14 +144,6 @@ def _key_row(listed: Listed) -> dict[str, Any]:
     row = key_row(listed.record, dump_json(listed.record.raw), listed.captured_at)
     row["digest"] = listed.record.digest or None
     return row
-
-
-def _by_moment(new_versions: list[dict[str, Any]]) -> dict[datetime, list[str]]:
-    """The keys whose current version ends, by the moment it ends (a page's time)."""
-    moments: dict[datetime, list[str]] = {}
-    for version in new_versions:
-        moments.setdefault(version["valid_from"], []).append(version["key_hash"])
-    return moments
 
 
 def _split_unchanged(
@@ -220,17 +216,6 @@ def _stored_state(connection: Connection, hashes: list[str]) -> dict[str, Any]:
         return {}
     rows = connection.execute(_STORED_STATE, {"hashes": hashes}).all()
     return {row.hash: row._mapping for row in rows}
-
-
-def _snapshot_row(row: dict[str, Any], captured_at: datetime, sync_run_id: int) -> dict[str, Any]:
-    snapshot = {f: row[f] for f in SNAPSHOT_FIELDS}
-    snapshot.update(
-        key_hash=row["hash"],
-        workspace_id=row["workspace_id"],
-        sync_run_id=sync_run_id,
-        captured_at=captured_at,
-    )
-    return snapshot
 
 
 def mark_deleted(

@@ -1,5 +1,6 @@
 """Key versions (api_key_versions): a key's descriptive attributes over time, one row
-from each change until the next (or its deletion)."""
+from each change until the next (or its deletion). The rows themselves are copied from
+api_keys in SQL (etl.store.derived); this module decides when one opens and closes them."""
 
 from __future__ import annotations
 
@@ -10,17 +11,8 @@ from typing import Any
 from sqlalchemy import Connection, case, literal, update
 
 from etl.core.key_fields import VERSIONED_FIELDS
-from etl.store.bulk import insert_rows
 from models import ApiKeyVersion
 from models.types import UtcDateTime
-
-
-def version_row(row: Mapping[str, Any], valid_from: datetime) -> dict[str, Any]:
-    """The api_key_versions row that starts with ``row``'s attributes (a change of any
-    of the declared VERSIONED_FIELDS opens a new one)."""
-    version = {field: row[field] for field in VERSIONED_FIELDS}
-    version.update(key_hash=row["hash"], valid_from=valid_from, valid_to=None)
-    return version
 
 
 def version_changed(before: Mapping[str, Any] | None, row: Mapping[str, Any]) -> bool:
@@ -46,8 +38,3 @@ def close_versions(connection: Connection, hashes: Collection[str], at: datetime
                 )
             )
         )
-
-
-def open_versions(connection: Connection, versions: list[dict[str, Any]]) -> None:
-    """Insert new current versions."""
-    insert_rows(connection, ApiKeyVersion, versions)

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, insert, select, update
 from etl.core.clock import utcnow
 from etl.core.config import DEFAULT_WORKSPACE
 from etl.core.key_fields import KeyRecord
-from etl.store import daily_spend, loading, runs, seen_keys
+from etl.store import daily_spend, derived, loading, runs, seen_keys
 from etl.store.counts import PageCounts
 from models import Workspace
 
@@ -192,6 +192,7 @@ class WorkspaceLoad:
             self._connection, listed.workspace_id, listed.listed_at, self._last_page_at
         )
         seen_keys.drop(self._connection)
+        derived.drop(self._connection)
         _upsert_workspace(
             self._connection,
             listed.workspace_id,
@@ -208,6 +209,7 @@ class WorkspaceLoad:
         """Record that discovery no longer lists the workspace (instead of ``finish``)."""
         listed = self._ended()
         seen_keys.drop(self._connection)
+        derived.drop(self._connection)
         _mark_delisted(self._connection, listed.workspace_id, listed.listed_at)
 
     def _ended(self) -> _Listed:
