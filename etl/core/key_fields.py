@@ -224,6 +224,10 @@ class KeyRecord:
     # store need not compare payloads. Unequal digests prove nothing (the same value
     # may be written differently): the store then compares values.
     digest: bytes = field(default=b"", repr=False, compare=False)
+    # The key's JSON text exactly as the server sent it, when the fast path read the
+    # page (etl.openrouter.fast_keys); "" when the careful parser did. The store keeps
+    # it as raw_json ("verbatim JSON"), so it need not write the payload out again.
+    raw_text: str = field(default="", repr=False, compare=False)
 
     @property
     def extra(self) -> dict[str, Any]:

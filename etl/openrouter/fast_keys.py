@@ -133,4 +133,5 @@ def _record(item: msgspec.Raw) -> KeyRecord:
             values[index] = _timestamp(text)
     values.append(payload)  # raw
     values.append(hashlib.blake2b(item, digest_size=16).digest())
+    values.append(bytes(item).decode())  # raw_text: msgspec has checked it is UTF-8
     return KeyRecord(*values)

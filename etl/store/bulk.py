@@ -32,6 +32,7 @@ from sqlalchemy import (
     Dialect,
     Insert,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -242,8 +243,8 @@ def _converter(column_type: TypeEngine[Any], dialect: Dialect) -> Converter | No
         return column_type.driver_converter(dialect)
     if isinstance(column_type, Date):
         return _iso_date if dialect.name == "sqlite" else None
-    if isinstance(column_type, (Boolean, Integer, String)):  # Text is a String
-        return None  # every driver takes bool, int and str as they are
+    if isinstance(column_type, (Boolean, Integer, String, LargeBinary)):  # Text is a String
+        return None  # every driver takes bool, int, str and bytes as they are
     processor: Converter | None = column_type.dialect_impl(dialect).bind_processor(dialect)
     return processor
 

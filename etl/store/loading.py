@@ -141,8 +141,10 @@ def load_batch(
 
 
 def _key_row(listed: Listed) -> dict[str, Any]:
-    row = key_row(listed.record, dump_json(listed.record.raw), listed.captured_at)
-    row["digest"] = listed.record.digest or None
+    record = listed.record
+    # The text as served when there is one: verbatim, and no cost to write out again.
+    row = key_row(record, record.raw_text or dump_json(record.raw), listed.captured_at)
+    row["digest"] = record.digest or None
     return row
 
 
