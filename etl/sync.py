@@ -270,6 +270,33 @@ def _workspaces_at_once(units: _Units, account: Account) -> int:
 _Outcome = tuple[WorkspaceResult, SQLAlchemyError | None]
 
 
+class _Turns:
+    """The workspace transactions of one account: any number open at once, or one alone
+    (a transaction run again after a deadlock waits for the others to end, and no other
+    opens until it has ended)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._open = 0
+        self._alone = False
+
+    @contextmanager
+    def take(self, *, alone: bool) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._alone)
+            if alone:
+                self._alone = True
+                self._changed.wait_for(lambda: self._open == 0)
+            self._open += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._open -= 1
+                self._alone = self._alone and not alone
+                self._changed.notify_all()
+
+
 @dataclass(frozen=True)
 class _Job:
     """What every workspace load of one account shares."""
@@ -280,6 +307,7 @@ class _Job:
     run_started: datetime
     account: Account
     wait_seconds: float
+    turns: _Turns = field(default_factory=_Turns)
 
     def load(
         self, workspace: WorkspaceSpec, accepted: Callable[[], None] = lambda: None
@@ -295,6 +323,7 @@ class _Job:
                 workspace,
                 self.wait_seconds,
                 accepted=accepted,
+                turns=self.turns,
             )
         except _Unrecorded as exc:
             return exc.result, exc.cause
@@ -476,10 +505,12 @@ def _sync_workspace(
     *,
     delisted: bool = False,
     accepted: Callable[[], None] = lambda: None,
+    turns: _Turns | None = None,
 ) -> WorkspaceResult:
     """Sync one workspace in its own transaction and record how it ended; when
     discovery no longer lists it (``delisted``), confirm each of its keys instead.
-    ``accepted`` is called when a page of its listing arrives.
+    ``accepted`` is called when a page of its listing arrives; ``turns`` is shared by
+    the workspaces loading at once.
 
     Raises SQLAlchemyError when the database fails outside that transaction (the
     workspace's lock or ledger row), and _Unrecorded when it cannot record a failure.
@@ -499,48 +530,80 @@ def _sync_workspace(
             ledger_id = runs.open_workspace(
                 connection, run_id, account=account.name, requested_as=workspace.id
             )
-        attempt = WorkspaceResult(
-            account.name, workspace.id, WorkspaceStatus.OK, ledger_id=ledger_id
+        turns = turns or _Turns()
+        tries = 0
+        while True:
+            tries += 1
+            attempt = WorkspaceResult(
+                account.name, workspace.id, WorkspaceStatus.OK, ledger_id=ledger_id
+            )
+            try:
+                with turns.take(alone=tries > 1), units.unit() as connection:
+                    # Every server time is checked before anything is filed under it.
+                    watched = server_clock.watch(
+                        client,
+                        connection,
+                        workspace.id,
+                        max_jump_days=account.client.max_clock_jump_days,
+                    )
+                    if delisted:
+                        _retire_workspace(
+                            connection, watched, run_id, ledger_id, workspace, attempt
+                        )
+                        attempt.status = WorkspaceStatus.DELISTED
+                    else:
+                        _load_workspace(
+                            connection, watched, run_id, ledger_id, workspace, attempt, accepted
+                        )
+                    _close(connection, ledger_id, attempt)
+                return attempt
+            except SQLAlchemyError as exc:
+                if tries < DEADLOCK_TRIES and _deadlocked(exc):
+                    # Rolled back whole, nothing of it kept: list it again from the start,
+                    # alone this time, so it cannot meet the same deadlock again.
+                    log.info("workspace %s: deadlock, tried again: %s", workspace.id, one_line(exc))
+                    continue
+                error: ApiError | SQLAlchemyError = exc
+            except ApiError as exc:
+                error = exc
+            break
+        # The attempt's counts rolled back with its rows: a failed workspace counts
+        # nothing, so the ledger and the summary describe only what was committed.
+        failed = WorkspaceResult(
+            account.name,
+            attempt.workspace_id,
+            WorkspaceStatus.FAILED,
+            error=one_line(error),
+            key_refused=isinstance(error, AuthError),
+            ledger_id=ledger_id,
         )
+        log.info("workspace %s failed: %s", workspace.id, failed.error)
         try:
             with units.unit() as connection:
-                # Every server time is checked before anything is filed under it.
-                watched = server_clock.watch(
-                    client,
-                    connection,
-                    workspace.id,
-                    max_jump_days=account.client.max_clock_jump_days,
-                )
-                if delisted:
-                    _retire_workspace(connection, watched, run_id, ledger_id, workspace, attempt)
-                    attempt.status = WorkspaceStatus.DELISTED
-                else:
-                    _load_workspace(
-                        connection, watched, run_id, ledger_id, workspace, attempt, accepted
-                    )
-                _close(connection, ledger_id, attempt)
-        except (ApiError, SQLAlchemyError) as exc:
-            # The attempt's counts rolled back with its rows: a failed workspace counts
-            # nothing, so the ledger and the summary describe only what was committed.
-            failed = WorkspaceResult(
-                account.name,
-                attempt.workspace_id,
-                WorkspaceStatus.FAILED,
-                error=one_line(exc),
-                key_refused=isinstance(exc, AuthError),
-                ledger_id=ledger_id,
-            )
-            log.info("workspace %s failed: %s", workspace.id, failed.error)
-            try:
-                with units.unit() as connection:
-                    _close(connection, ledger_id, failed)
-            except SQLAlchemyError as lost:
-                failed.ledger_pending = True
-                raise _Unrecorded(failed, lost) from lost
-            return failed
-        return attempt
+                _close(connection, ledger_id, failed)
+        except SQLAlchemyError as lost:
+            failed.ledger_pending = True
+            raise _Unrecorded(failed, lost) from lost
+        return failed
     finally:
         lock.release()
+
+
+# A workspace's transaction the database rolled back to break a deadlock is run again,
+# alone: two workspaces loading at once meet on the same keys when keys move between
+# them (the one that lost them stores them as found in the other, which lists them).
+DEADLOCK_TRIES = 3
+_DEADLOCK_SQLSTATES = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock, serialization
+_DEADLOCK_ERRNOS = frozenset({1213})  # MariaDB/MySQL: ER_LOCK_DEADLOCK
+
+
+def _deadlocked(exc: SQLAlchemyError) -> bool:
+    """Whether the database rolled the transaction back to break a deadlock."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) in _DEADLOCK_SQLSTATES:  # psycopg
+        return True
+    args: tuple[object, ...] = getattr(orig, "args", ())
+    return bool(args) and args[0] in _DEADLOCK_ERRNOS  # PyMySQL: (errno, message)
 
 
 def _skip(

@@ -6,6 +6,7 @@ database held at that moment: never by timing."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -208,3 +209,36 @@ def test_one_workspace_at_a_time_when_so_configured(engine: Engine) -> None:
     result = sync(engine, simulator, client={"workspace_concurrency": 1})
     assert result.status == "ok"
     assert not listings.overlapped(ids[0], ids[1])
+
+
+def test_a_transaction_run_again_after_a_deadlock_waits_for_the_others_to_end() -> None:
+    from etl.sync import _Turns
+
+    turns = _Turns()
+    events: list[str] = []
+    opened, go_on = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with turns.take(alone=False):
+            events.append("other open")
+            opened.set()
+            go_on.wait(HOLD_SECONDS)
+            events.append("other ends")
+
+    def again() -> None:
+        with turns.take(alone=True):
+            events.append("again, alone")
+
+    threads = [threading.Thread(target=other), threading.Thread(target=again)]
+    threads[0].start()
+    assert opened.wait(HOLD_SECONDS)
+    threads[1].start()
+    deadline = time.monotonic() + HOLD_SECONDS
+    while not turns._alone and time.monotonic() < deadline:  # it asked, and waits
+        time.sleep(0.01)
+    go_on.set()
+    for thread in threads:
+        thread.join(HOLD_SECONDS)
+    assert events == ["other open", "other ends", "again, alone"]
+    with turns.take(alone=False):  # and others open again after it
+        pass
