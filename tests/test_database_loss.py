@@ -118,6 +118,9 @@ def test_database_going_away_ends_the_run_cleanly(
             "OPENROUTER_BASE_URL": server.base_url,
             "KEYLEDGER_DATABASE_URL": through_proxy,
         }
+        # Paced as the old default was (10 requests a second), so the run is still going
+        # at both cuts; unpaced, it is over before the later one.
+        (tmp_path / "keyledger.toml").write_text("[openrouter]\nrequests_per_second = 10\n")
         process = subprocess.Popen(
             [sys.executable, "-c", "from etl.cli.main import main; main()", "sync"],
             env=env,
