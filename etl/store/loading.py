@@ -5,9 +5,10 @@ Set-based on purpose, a batch of keys (several pages) at a time: the batch's has
 digests are staged in a temporary table (etl.store.seen_keys), and one join with api_keys
 names the keys that are not unchanged (an equal digest of a live key from the same
 workspace is unchanged: no payload is parsed); one SELECT of the stored state of those;
-then one bulk write each (etl.store.bulk: COPY on PostgreSQL) for the key upsert, the new
-snapshot rows, the new versions and the daily spend. The derived rows of the changed
-keys are built in Python: they are few on most nights, the rules are daily_spend's, and
+then one bulk write (etl.store.bulk: COPY on PostgreSQL) of the key upsert, after which
+the snapshot and version rows are copied from the fresh rows in SQL (etl.store.derived)
+and the daily spend is upserted. Which keys get a snapshot, a version and a spend row
+is decided in Python: they are few on most nights, the rules are daily_spend's, and
 on SQLite the money they derive must be computed exactly (in Decimal) before it is
 stored as a double, which SQL arithmetic on REAL columns would not do.
 Nothing here commits; ``etl.store.workspace_load`` calls these for one workspace, inside
