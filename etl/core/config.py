@@ -96,7 +96,7 @@ class ClientSettings:
     # the run is refused (etl/server_clock.py): a monthly cadence plus a few days.
     max_clock_jump_days: float = 35.0
     # How many of the account's workspaces load at once, each in its own transaction
-    # (etl/sync.py); SQLite and dry runs load one at a time whatever this says.
+    # (etl/workspace_pool.py); SQLite and dry runs load one at a time whatever this says.
     workspace_concurrency: int = 4
 
 

@@ -12,7 +12,7 @@ is decided in Python: they are few on most nights, the rules are daily_spend's, 
 on SQLite the money they derive must be computed exactly (in Decimal) before it is
 stored as a double, which SQL arithmetic on REAL columns would not do.
 Nothing here commits; ``etl.store.workspace_load`` calls these for one workspace, inside
-the transaction ``etl.sync`` owns.
+the transaction ``etl.workspace_sync`` owns.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ statements per batch instead of several per page, and never a whole workspace in
 Python. The keys the listing showed go to a temporary table of the connection
 (etl.store.seen_keys), which the anti-join for the missing keys reads.
 
-Nothing here talks to the API or commits; ``etl.sync`` does both.
+Nothing here talks to the API or commits; ``etl.workspace_sync`` does both.
 """
 
 from __future__ import annotations
