@@ -78,17 +78,18 @@ def write_derived(
     if not snapshots and not versions:
         return
     connection.exec_driver_sql(_CREATE[connection.dialect.name])
-    connection.execute(CHANGED_KEYS.delete())
+    bulk.empty_scratch(connection, CHANGED_KEYS)
     wanted_snapshot, wanted_version = set(snapshots), set(versions)
     rows = [
         {"key_hash": h, "snapshot": h in wanted_snapshot, "version": h in wanted_version}
         for h in dict.fromkeys([*snapshots, *versions])
     ]
     bulk.insert_rows(connection, CHANGED_KEYS, rows)
-    if snapshots:
-        connection.execute(_SNAPSHOTS, {"sync_run_id": sync_run_id})
-    if versions:
-        connection.execute(_VERSIONS)
+    with bulk.batch_lookups(connection):
+        if snapshots:
+            connection.execute(_SNAPSHOTS, {"sync_run_id": sync_run_id})
+        if versions:
+            connection.execute(_VERSIONS)
 
 
 def drop(connection: Connection) -> None:

@@ -97,8 +97,8 @@ def start(connection: Connection) -> None:
     """Empty seen-key tables on ``connection`` for a new listing."""
     for statement in _CREATE[connection.dialect.name]:
         connection.exec_driver_sql(statement)
-    connection.execute(SEEN_KEYS.delete())
-    connection.execute(BATCH_KEYS.delete())
+    bulk.empty_scratch(connection, SEEN_KEYS)
+    bulk.empty_scratch(connection, BATCH_KEYS)
 
 
 def add(connection: Connection, hashes: Sequence[str]) -> None:
@@ -109,7 +109,7 @@ def add(connection: Connection, hashes: Sequence[str]) -> None:
 def stage_batch(connection: Connection, records: Sequence[KeyRecord]) -> None:
     """Make ``records`` (no key twice) the batch ``unmatched`` reads, and record them
     as seen."""
-    connection.execute(BATCH_KEYS.delete())
+    bulk.empty_scratch(connection, BATCH_KEYS)
     rows = [
         {"key_hash": r.hash, "workspace_id": r.workspace_id, "digest": r.digest or None}
         for r in records
@@ -121,7 +121,8 @@ def stage_batch(connection: Connection, records: Sequence[KeyRecord]) -> None:
 def unmatched(connection: Connection) -> Any:
     """(hash, known, same workspace and live) of each key of the batch that is not a
     live key stored from the same workspace with the same digest."""
-    return connection.execute(_UNMATCHED)
+    with bulk.batch_lookups(connection):
+        return connection.execute(_UNMATCHED).all()
 
 
 def missing_keys(connection: Connection, workspace_id: str) -> list[str]:
