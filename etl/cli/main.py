@@ -56,6 +56,10 @@ def cli(verbose: int) -> None:
         # After a lost connection psycopg also warns "error ignored terminating
         # <Pipeline>"; keyledger reports the loss itself, in its one error line.
         logging.getLogger("psycopg").setLevel(logging.ERROR)
+        # Likewise SQLAlchemy's pool logs, with a traceback, each connection it cannot
+        # reset once the database is gone (seen on MariaDB with workspaces loading at
+        # once); -v still shows them.
+        logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
 
 
 cli.add_command(simulate)
