@@ -139,9 +139,11 @@ class WatchedClient:
         if requested_as != DEFAULT_WORKSPACE:
             watch.know_workspace(requested_as)
 
-    def iter_key_pages(self, workspace_id: str = DEFAULT_WORKSPACE) -> Iterator[KeyPage]:
+    def iter_key_pages(
+        self, workspace_id: str = DEFAULT_WORKSPACE, *, expected_keys: int | None = None
+    ) -> Iterator[KeyPage]:
         """``OpenRouterClient.iter_key_pages``, each page checked before it is yielded."""
-        for page in self._client.iter_key_pages(workspace_id):
+        for page in self._client.iter_key_pages(workspace_id, expected_keys=expected_keys):
             if page.records:
                 self._watch.know_workspace(page.records[0].workspace_id)
             self._watch.check(page.server_time)

@@ -251,7 +251,7 @@ def _load_workspace(
     load = WorkspaceLoad(
         connection, sync_run_id=run_id, ledger_id=ledger_id, requested_as=workspace.id
     )
-    for page in client.iter_key_pages(workspace.id):
+    for page in client.iter_key_pages(workspace.id, expected_keys=load.live_keys_before()):
         accepted()
         load.add_page(page.records, page.server_time)
     missing = load.missing_keys()

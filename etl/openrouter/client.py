@@ -161,8 +161,12 @@ class OpenRouterClient:
 
     # -- the three endpoints ---------------------------------------------------
 
-    def iter_key_pages(self, workspace_id: str = DEFAULT_WORKSPACE) -> Iterator[KeyPage]:
-        """Every key of one workspace (disabled and expired ones too), once each."""
+    def iter_key_pages(
+        self, workspace_id: str = DEFAULT_WORKSPACE, *, expected_keys: int | None = None
+    ) -> Iterator[KeyPage]:
+        """Every key of one workspace (disabled and expired ones too), once each;
+        ``expected_keys``: about how many it held last time, if known (paging fetches no
+        further ahead than that)."""
         with self._scrubbed_errors():
             yield from iter_key_pages(
                 lambda offset: self.fetch_key_page(workspace_id, offset),
@@ -170,6 +174,7 @@ class OpenRouterClient:
                 executor=self._executor,
                 lookahead=lambda: self._pacer.limit,
                 max_requests=self.settings.max_pages,
+                expected_keys=expected_keys,
             )
 
     def fetch_key_page(self, workspace_id: str, offset: int) -> FetchedPage:

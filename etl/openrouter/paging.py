@@ -29,7 +29,11 @@ What one answer proves, and the rules built on it:
 Once the page size has held for two pages, the next pages are fetched ahead
 (``lookahead`` in flight: a number, or a function asked after each page, so the depth
 follows the client's current concurrency limit) at their predicted offsets; a
-prediction that turns out wrong is simply discarded.
+prediction that turns out wrong is simply discarded. When the caller knows about how many
+keys the listing held last time (``expected_keys``), no page past that length is fetched
+ahead: a fetch-ahead past the end is a request that brings nothing (about 15 per
+workspace at a limit of 16). Once the listing outgrows the estimate, fetching ahead goes
+on unbounded. The estimate only saves requests: the rules above decide the end.
 """
 
 from __future__ import annotations
@@ -153,6 +157,7 @@ def iter_key_pages(
     executor: Executor,
     lookahead: int | Callable[[], int],
     max_requests: int,
+    expected_keys: int | None = None,
 ) -> Iterator[KeyPage]:
     """Yield every key of one listing exactly once, page by page."""
     depth = lookahead if callable(lookahead) else lambda: lookahead
@@ -207,7 +212,10 @@ def iter_key_pages(
             offset += max(len(items) - OVERLAP, 1)
             if len(items) == previous_size > OVERLAP:
                 step = len(items) - OVERLAP
-                prefetch.ahead(range(offset, offset + step * depth(), step))
+                stop = offset + step * depth()
+                if expected_keys is not None and offset < expected_keys:
+                    stop = min(stop, expected_keys)
+                prefetch.ahead(range(offset, stop, step))
             previous_size = len(items)
     finally:
         prefetch.cancel()

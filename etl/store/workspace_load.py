@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from etl.core.clock import utcnow
 from etl.core.config import DEFAULT_WORKSPACE
 from etl.core.key_fields import KeyRecord
 from etl.store import daily_spend, derived, loading, runs, seen_keys
 from etl.store.counts import PageCounts
-from models import Workspace
+from models import ApiKey, Workspace
 
 # Keys held before they are written: enough that per-statement costs stay small (a
 # few round trips per 1,000 keys), few enough that memory stays flat whatever the
@@ -79,6 +79,17 @@ class WorkspaceLoad:
         self.pages = 0
         self._counts = PageCounts()
         self.deleted = 0
+
+    def live_keys_before(self) -> int | None:
+        """How many live keys the workspace had when this load began (None: never
+        listed): a hint of the listing's length."""
+        workspace_id = self._resolved or runs.last_resolved(self._connection, self._requested_as)
+        if workspace_id is None:
+            return None
+        live = select(func.count()).where(
+            ApiKey.workspace_id == workspace_id, ApiKey.deleted_at.is_(None)
+        )
+        return self._connection.scalar(live) or None
 
     @property
     def counts(self) -> PageCounts:

@@ -26,7 +26,9 @@ any_page_sizes = st.lists(st.integers(1, 160), min_size=1, max_size=6)
 drift = st.lists(st.lists(st.integers(0, 6), min_size=2, max_size=2), max_size=40)
 
 
-def list_workspace(simulator: Simulator, *, concurrency: int) -> list[str]:
+def list_workspace(
+    simulator: Simulator, *, concurrency: int, expected_keys: int | None = None
+) -> list[str]:
     client = OpenRouterClient(
         client_settings(concurrency=concurrency),
         Secret(TOKEN),
@@ -34,7 +36,8 @@ def list_workspace(simulator: Simulator, *, concurrency: int) -> list[str]:
     )
     workspace = simulator.world.workspace_ids[0]
     with client:
-        return [r.hash for page in client.iter_key_pages(workspace) for r in page.records]
+        pages = client.iter_key_pages(workspace, expected_keys=expected_keys)
+        return [r.hash for page in pages for r in page.records]
 
 
 def simulator(keys: int, seed: int, **faults: Any) -> Simulator:
@@ -117,6 +120,30 @@ def test_listing_ends_only_on_an_empty_page_past_the_last_key() -> None:
     # 0, 99 and 198 bring keys; 249 holds only the last key again; 250 is empty: the end.
     requests = sim.stats.by_kind["keys"]
     assert requests == 5
+
+
+# 10,000 keys in pages of 100 overlapping by one: 0, 99, ..., 9900 bring keys, 9999 only
+# the last one again, 10000 is empty: 103 requests at the least.
+FEWEST_REQUESTS = 103
+
+
+def test_the_length_a_listing_had_keeps_fetch_ahead_from_running_past_its_end() -> None:
+    sim = simulator(10_000, 9, page_sizes=[100])
+    unbounded = list_workspace(sim, concurrency=16)
+    wasted_unbounded = sim.stats.by_kind["keys"] - FEWEST_REQUESTS
+    sim = simulator(10_000, 9, page_sizes=[100])
+    bounded = list_workspace(sim, concurrency=16, expected_keys=10_000)
+    truth = sim.world.live_hashes(sim.world.workspace_ids[0])
+    assert sorted(bounded) == sorted(unbounded) == sorted(truth)
+    assert sim.stats.by_kind["keys"] == FEWEST_REQUESTS
+    assert wasted_unbounded >= 2  # what the estimate saves: fetches ahead past the end
+
+
+@pytest.mark.parametrize("expected_keys", [0, 1, 150, 1_999, 2_001, 50_000])
+def test_a_wrong_length_estimate_costs_requests_never_keys(expected_keys: int) -> None:
+    sim = simulator(2_000, 10, page_sizes=[100, 37, 100], duplicate_key_rate=0.3)
+    got = list_workspace(sim, concurrency=16, expected_keys=expected_keys)
+    assert sorted(got) == sorted(sim.world.live_hashes(sim.world.workspace_ids[0]))
 
 
 def test_pages_of_one_key_are_refused_not_trusted() -> None:
