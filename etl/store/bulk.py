@@ -13,7 +13,9 @@ of the same shape, then one ``INSERT ... SELECT ... ON CONFLICT`` for an upsert.
 adapts each value ``Copy.write_row`` gets "as they would be in normal querying" (its
 docs, "Using COPY TO and COPY FROM"), so the converted values are the executemany ones.
 Text COPY, not binary: binary needs every column's type given with ``set_types`` and
-exact Python types (an int for a NUMERIC would not do).
+exact Python types (an int for a NUMERIC would not do). On MariaDB/MySQL a large batch is
+one INSERT of literal VALUES rendered by etl.store.mysql_values (PyMySQL renders the same
+statement value by value in Python, at about twice the cost).
 """
 
 from __future__ import annotations
@@ -43,12 +45,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.sql.type_api import TypeEngine
 
+from etl.store import mysql_values
 from models.types import Money, UtcDateTime
 
 Converter = Callable[[Any], Any]
 
 # Below this many rows one executemany beats COPY's extra statements (a stage table to
-# create and empty) and COPY's own round trips.
+# create and empty) and COPY's own round trips; MariaDB's literal VALUES follow suit.
 COPY_MIN_ROWS = 50
 
 
@@ -223,6 +226,9 @@ def _table(model: Any) -> Table:
 
 def _execute(connection: Connection, prepared: _Prepared, rows: Sequence[dict[str, Any]]) -> None:
     values = _values(prepared, rows)
+    if connection.dialect.name == "mysql" and len(values) >= COPY_MIN_ROWS:
+        mysql_values.execute_values(connection, prepared.sql, prepared.names, values)
+        return
     if not prepared.positional:
         names = prepared.names
         values = [dict(zip(names, row, strict=True)) for row in values]

@@ -39,7 +39,8 @@ def key_rows(prefix: str) -> list[dict[str, Any]]:
                 "hash": f"{prefix}{n}",
                 "workspace_id": "ws-1",
                 "name": 'it\'s a "quoted" 100% 🚀 name',
-                "label": "sk-or-v1-0e6...1c96",
+                # Each character a MariaDB literal must escape, then none of them.
+                "label": "back\\slash, 'quote', \n\r\x1a" if n % 2 else "sk-or-v1-0e6...1c96",
                 "disabled": n % 2 == 0,
                 "credit_limit": None if n == 3 else amount,
                 "limit_remaining": amount,
@@ -107,7 +108,8 @@ def stored(engine: Engine, table: str, order: str) -> list[tuple[Any, ...]]:
 
 @pytest.fixture(params=["executemany", "copy"])
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both of bulk's paths: COPY (PostgreSQL, from COPY_MIN_ROWS rows) or executemany."""
+    """Both of bulk's paths: executemany, or from COPY_MIN_ROWS rows its own (COPY on
+    PostgreSQL, literal VALUES on MariaDB; SQLite has one path)."""
     monkeypatch.setattr(bulk, "COPY_MIN_ROWS", 1 if request.param == "copy" else 10**9)
     return str(request.param)
 
@@ -178,11 +180,36 @@ def test_the_copy_path_stages_in_a_temporary_table(engine: Engine, path: str) ->
     assert not [t for t in inspect(engine).get_table_names() if "stage" in t]
 
 
-def test_naive_datetime_is_refused(engine: Engine) -> None:
+def test_naive_datetime_is_refused(engine: Engine, path: str) -> None:
     row = key_rows("n-")[0]
     row["created_at"] = datetime(2026, 11, 28)
     with engine.begin() as connection, pytest.raises(ValueError, match="naive datetime"):
         bulk.insert_rows(connection, ApiKey, [row])
+
+
+def test_mariadb_literals_follow_the_servers_escaping_mode(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NO_BACKSLASH_ESCAPES makes a backslash an ordinary character: escaped strings must
+    # then double their quotes instead (PyMySQL's escape knows the mode).
+    if engine.dialect.name != "mysql":
+        pytest.skip("a MariaDB/MySQL server mode")
+    monkeypatch.setattr(bulk, "COPY_MIN_ROWS", 1)  # the literal VALUES path
+    rows = key_rows("nbe-")
+    with engine.begin() as connection:
+        mode = connection.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
+        connection.exec_driver_sql(
+            "SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')"
+        )
+        try:
+            bulk.insert_rows(connection, ApiKey, rows)
+        finally:
+            connection.exec_driver_sql(f"SET SESSION sql_mode = '{mode}'")
+    with engine.connect() as connection:
+        stored_rows = {k.hash: k for k in connection.execute(select(ApiKey))}
+    for row in rows:
+        for column in ("label", "external_user", "name"):
+            assert getattr(stored_rows[row["hash"]], column) == row[column]
 
 
 class _OtherBase(DeclarativeBase):
@@ -199,7 +226,9 @@ class _OtherTypes(_OtherBase):
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 4))
 
 
-def test_a_type_without_a_fast_path_is_written_as_sqlalchemy_writes_it(engine: Engine) -> None:
+def test_a_type_without_a_fast_path_is_written_as_sqlalchemy_writes_it(
+    engine: Engine, path: str
+) -> None:
     values = [
         {"doc": {"n": n, "tags": ["a", "é"]}, "ratio": n / 3, "amount": Decimal(n) / 8}
         for n in range(3)
