@@ -93,11 +93,11 @@ def _literal_for(driver_connection: Any) -> Callable[[Any], str]:
         if kind is datetime:
             if value.tzinfo is not None:  # the converters hand over naive UTC only
                 raise TypeError(f"an aware datetime reached the driver: {value!r}")
-            return "'" + value.isoformat(" ") + "'"
+            return f"'{value.isoformat(' ')}'"
         if kind is date:
-            return "'" + value.isoformat() + "'"
+            return f"'{value.isoformat()}'"
         if kind is bytes:
-            return "X'" + value.hex() + "'"
+            return f"X'{value.hex()}'"
         if kind is float:
             text = repr(value)
             if text in ("inf", "-inf", "nan"):
