@@ -19,6 +19,10 @@ What one answer proves, and the rules built on it:
   listing's oldest key was already emitted, nothing followed it. A short page is never
   an end (the server may shorten any page), and an empty page anywhere else is a gap
   (the list may have shrunk below the offset while unseen keys remained before it).
+  Such an empty page is asked for twice, with the page before it re-read in between:
+  a key deleted between the two requests before it moves the keys that follow up by
+  one, so that a key never emitted may sit just before an empty page (hypothesis found
+  it: pages of one key, a key created, then one deleted). Re-read, that page shows it.
 - A key listed twice inside one page is one key (and one position).
 - Failures, never guesses: a listing that stops advancing (a server that ignores
   ``offset``, keys that change between every two requests so that no empty page ever
@@ -167,6 +171,7 @@ def iter_key_pages(
     # Right past the last contiguous page that brought nothing new: an empty page there
     # is the end (that page's last key was the oldest in the list, nothing followed it).
     settled_end: int | None = None
+    ends_seen = 0  # empty pages at settled_end since a page last brought a new key
 
     def fail(message: str) -> PaginationError:
         return PaginationError(message, workspace=workspace, offset=offset)
@@ -191,8 +196,16 @@ def iter_key_pages(
                 raise exc.locate(workspace=workspace, offset=offset) from exc.__cause__
             items = _distinct(page.records)
             _check_newest_first(items, workspace=workspace, offset=offset)
-            if not items and (offset == 0 or offset == settled_end):
+            if not items and offset == 0:
                 return
+            if not items and offset == settled_end:
+                ends_seen += 1
+                if ends_seen == 2:
+                    return
+                # Re-read the page before: any key that slipped up since shows there.
+                offset, settled_end = offset - 1, None
+                prefetch.cancel()
+                continue
             idle += 1
             if offset > 0 and (not items or not cursor.covers(items[0])):
                 # A gap (keys deleted before this offset made others slip past it), or an
@@ -207,7 +220,7 @@ def iter_key_pages(
                 # Only keys already listed (or created since): look right past them.
                 offset = settled_end = offset + len(items)
                 continue
-            idle, settled_end = 0, None
+            idle, settled_end, ends_seen = 0, None, 0
             yield KeyPage(workspace, offset, fresh, page.server_time, len(page.records))
             offset += max(len(items) - OVERLAP, 1)
             if len(items) == previous_size > OVERLAP:
