@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.clock import utcnow
 from etl.core.config import Account, Settings, WorkspaceSpec
-from etl.core.errors import ApiError, LoadError
+from etl.core.errors import ApiError, AuthError, LoadError
 from etl.core.statuses import RunStatus, WorkspaceStatus
 from etl.openrouter.client import OpenRouterClient, client_for
 from etl.openrouter.extract import ClientFactory, resolve_workspaces
@@ -169,7 +169,13 @@ def _sync_accounts(
                 workspaces = resolve_workspaces(client, account.workspaces)
             except ApiError as exc:
                 results.append(
-                    WorkspaceResult(account.name, "*", WorkspaceStatus.FAILED, error=one_line(exc))
+                    WorkspaceResult(
+                        account.name,
+                        "*",
+                        WorkspaceStatus.FAILED,
+                        error=one_line(exc),
+                        key_refused=isinstance(exc, AuthError),
+                    )
                 )
                 log.info("account %s: cannot list workspaces: %s", account.name, exc)
                 continue

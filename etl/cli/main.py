@@ -13,13 +13,14 @@ from typing import NoReturn
 
 import click
 
-from etl import __version__
+from etl import __version__, api
 from etl.cli.memory import limit_heap_growth
 from etl.cli.simulate import simulate
 from etl.core.config import Settings, load_database_url, load_settings
 from etl.core.errors import ConfigError, KeyledgerError
+from etl.core.exit_codes import EXIT_FAILURE, EXIT_LOCKED, EXIT_PARTIAL
 from etl.core.redact import RedactingFilter
-from etl.core.statuses import RunStatus, WorkspaceStatus
+from etl.core.statuses import WorkspaceStatus
 from etl.demo import DEFAULT_DEMO_DATABASE, reset_demo_database, run_demo
 from etl.openrouter.extract import extract_keys
 from etl.reports.build import build_report
@@ -27,9 +28,7 @@ from etl.reports.chart import CHART_SUFFIXES, write_chart
 from etl.reports.formats import FORMATS
 from etl.store.database import open_engine
 from etl.store.migrations import MigrationLockedError, check_current, upgrade
-from etl.sync import run_sync
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 4
 # Scrubs every management key from every log line; keys are added once they are loaded.
 LOG_REDACTION = RedactingFilter()
 
@@ -124,13 +123,11 @@ def sync(
     """One sync run: every key of every configured workspace into the database."""
     settings = build_settings(config_path, workspaces, database_url)
     try:
-        with open_engine(settings.database_url) as engine:
-            if migrate:
-                upgrade(engine)
-            check_current(engine)
-            result = run_sync(engine, settings, dry_run=dry_run, wait_seconds=wait_seconds)
+        # The same call an orchestrator makes (etl/api.py): one path for both.
+        report = api.sync(settings, dry_run=dry_run, migrate=migrate, wait_seconds=wait_seconds)
     except KeyledgerError as exc:
-        fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
+        fail(str(exc), api.exit_code_for(exc))
+    result = report.result
     for workspace in result.workspaces:
         if workspace.status != WorkspaceStatus.OK:
             click.echo(
@@ -141,8 +138,7 @@ def sync(
     if result.error is not None:
         click.echo(f"keyledger: error: {result.error}", err=True)
     click.echo(result.summary(), err=True)
-    codes = {RunStatus.OK: EXIT_OK, RunStatus.PARTIAL: EXIT_PARTIAL, RunStatus.LOCKED: EXIT_LOCKED}
-    sys.exit(codes.get(result.status, EXIT_FAILURE))
+    sys.exit(report.exit_code)
 
 
 @cli.group()

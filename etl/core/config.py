@@ -161,12 +161,17 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     database_url: str | None = None,
     workspaces: tuple[str, ...] = (),
+    management_key: str | None = None,
+    base_url: str | None = None,
 ) -> Settings:
-    """Build settings from the config file (if any), the environment and CLI overrides."""
+    """Build settings from the config file (if any), the environment and overrides
+    (the command line's, or a Python caller's: ``management_key`` and ``base_url`` are
+    for the one account of the short form and win over the file and the environment)."""
     env = os.environ if env is None else env
     path, data = _read_config(config_path, env)
     where = str(path) if path else "environment"
     url = _database_url(data, env, database_url, where)
+    given = _Given(management_key, base_url)
 
     tables: list[tuple[str, Mapping[str, Any]]] = []
     if "openrouter" in data or "accounts" not in data:
@@ -176,9 +181,14 @@ def load_settings(
         raise ConfigError(f"{where}: 'accounts' should be [[accounts]] tables")
     for index, table in enumerate(accounts_data):
         tables.append((f"[[accounts]] #{index + 1}", _table(table, where, "[[accounts]]")))
+    if given.used() and len(tables) > 1:
+        raise ConfigError(
+            f"{where}: a management key or base URL given in code applies to one account, "
+            f"but {len(tables)} are configured ([[accounts]]: set each one's in the file)"
+        )
     accounts = []
     for position, (section, table) in enumerate(tables):
-        accounts.append(_account(table, env, where, section, first=position == 0))
+        accounts.append(_account(table, env, where, section, first=position == 0, given=given))
     if workspaces:
         chosen = tuple(_workspace(w, "--workspace", "workspace") for w in workspaces)
         accounts = [Account(a.name, a.management_key, chosen, a.client) for a in accounts]
@@ -278,16 +288,38 @@ def _check_database_url(url: str, where: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Given:
+    """Values a Python caller passed to load_settings (etl.api): they win over the file
+    and the environment. Checked like the rest, and named as given in code."""
+
+    management_key: str | None = None
+    base_url: str | None = None
+
+    def used(self) -> bool:
+        return self.management_key is not None or self.base_url is not None
+
+
 def _account(
-    table: Mapping[str, Any], env: Mapping[str, str], where: str, section: str, *, first: bool
+    table: Mapping[str, Any],
+    env: Mapping[str, str],
+    where: str,
+    section: str,
+    *,
+    first: bool,
+    given: _Given = _Given(),
 ) -> Account:
     name = _string(table.get("name", "default"), where, f"{section} name")
     # Environment overrides belong to the short form: the first (usually only) account.
     overrides = env if first else {}
-    base_url = overrides.get("OPENROUTER_BASE_URL") or table.get("base_url", DEFAULT_BASE_URL)
-    base_url = _string(base_url, where, f"{section} base_url").rstrip("/")
+    if given.base_url is not None:
+        base_url, base_where, base_name = given.base_url, "load_settings()", "base_url"
+    else:
+        base_url = overrides.get("OPENROUTER_BASE_URL") or table.get("base_url", DEFAULT_BASE_URL)
+        base_where, base_name = where, f"{section} base_url"
+    base_url = _string(base_url, base_where, base_name).rstrip("/")
     if not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"{where}: {section} base_url should start with http:// or https://")
+        raise ConfigError(f"{base_where}: {base_name} should start with http:// or https://")
     numbers: dict[str, Any] = {}
     for key, kind in _CLIENT_NUMBERS.items():
         if key in table:
@@ -317,9 +349,16 @@ def _account(
             for w in env_workspaces.split(",")
             if w.strip()
         )
+    if given.management_key is not None:
+        key = given.management_key.strip()
+        if not key:
+            raise ConfigError("load_settings(): management_key is empty")
+        management_key = _secret(key, "load_settings(): management_key")
+    else:
+        management_key = _management_key(table, env, overrides, where, section)
     return Account(
         name=name,
-        management_key=_management_key(table, env, overrides, where, section),
+        management_key=management_key,
         workspaces=workspaces,
         client=ClientSettings(base_url=base_url, **numbers),
     )

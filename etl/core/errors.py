@@ -9,7 +9,12 @@
     │   ├── PayloadError       a response body or key object that does not parse
     │   ├── PaginationError    the listing does not advance (offset ignored, page repeated)
     │   └── ServerClockError   the server's Date jumped implausibly (etl.server_clock)
-    └── LoadError              writing to the database
+    ├── LoadError              writing to the database
+    │   ├── DatabaseUnavailableError  it cannot be connected to at all
+    │   ├── SchemaOutdatedError    its schema is behind (etl.store.migrations)
+    │   └── MigrationLockedError   another process holds the migration lock (exit 4)
+    └── SyncFailedError        a run that did not end ok, when the caller of
+                               etl.api.sync asked for an error (check=True; etl.api)
 
 Lower-level exceptions (httpx, json, SQLAlchemy) are translated once, at the module
 that sees them, with ``raise ... from exc``. No message ever contains the management
@@ -31,6 +36,10 @@ class ConfigError(KeyledgerError):
 
 class LoadError(KeyledgerError):
     """The database could not be written or read as expected."""
+
+
+class DatabaseUnavailableError(LoadError):
+    """The database could not be connected to (down, unknown host, refused login)."""
 
 
 class ApiError(KeyledgerError):

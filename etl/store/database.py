@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl.core.errors import LoadError, first_line
+from etl.core.errors import DatabaseUnavailableError, first_line
 
 # libpq and PyMySQL also take a password as a query parameter.
 _QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&]*", re.IGNORECASE)
@@ -106,7 +106,7 @@ def check_connection(engine: Engine) -> None:
             # Drivers do not usually repeat the password, but nothing promises it. Shorter
             # ones are left: replacing every "ab" would garble the one line we print.
             first = first.replace(password, "***")
-        raise LoadError(
+        raise DatabaseUnavailableError(
             f"cannot connect to {masked(engine.url.render_as_string(hide_password=False))}: {first}"
         ) from exc
 
