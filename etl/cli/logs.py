@@ -71,7 +71,7 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            entry.update(fields)
+            entry.update((name, value) for name, value in fields.items() if value is not None)
         # The redaction filter leaves a scrubbed exc_text; format it here only if it did not.
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
