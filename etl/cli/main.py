@@ -296,7 +296,7 @@ def report(
         fail(str(exc))
     click.echo(FORMATS[output_format](summary), nl=False)
     if output is not None:
-        click.echo(f"keyledger: wrote the chart to {output}", err=True)
+        say_summary(f"keyledger: wrote the chart to {output}")
 
 
 def main() -> None:

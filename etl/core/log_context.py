@@ -39,11 +39,6 @@ def log_fields(**fields: object) -> Iterator[None]:
         _fields.reset(token)
 
 
-def current_fields() -> dict[str, object]:
-    """The fields bound where this is called."""
-    return dict(_fields.get() or {})
-
-
 class LogContextFilter(logging.Filter):
     """A handler filter that sets each context field the record does not carry yet
     (a field passed in ``extra`` wins); never drops a record."""
