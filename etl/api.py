@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from etl.core.config import Account, Settings, load_settings
+from etl.core.config import Settings, load_settings
 from etl.core.errors import (
     AuthError,
     ConfigError,
@@ -32,9 +32,8 @@ from etl.core.errors import (
     KeyledgerError,
     LoadError,
 )
-from etl.core.exit_codes import EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL
-from etl.core.statuses import RunStatus, WorkspaceStatus
-from etl.openrouter.client import OpenRouterClient, client_for
+from etl.core.exit_codes import EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, exit_code_of
+from etl.core.statuses import WorkspaceStatus
 from etl.store.database import open_engine
 from etl.store.migrations import MigrationLockedError, SchemaOutdatedError, check_current, upgrade
 from etl.sync import SyncResult, run_sync
@@ -55,12 +54,6 @@ __all__ = [
     "load_settings",
     "sync",
 ]
-
-_EXIT_CODES = {
-    RunStatus.OK: EXIT_OK,
-    RunStatus.PARTIAL: EXIT_PARTIAL,
-    RunStatus.LOCKED: EXIT_LOCKED,
-}
 
 
 @dataclass(frozen=True)
@@ -146,13 +139,6 @@ def sync(
     writes nothing; ``wait_seconds`` waits that long for workspaces another run holds
     (else they are skipped); ``check`` raises SyncFailedError unless the run ended ok.
     """
-    clients: list[OpenRouterClient] = []
-
-    def counted_client(account: Account) -> OpenRouterClient:
-        client = client_for(account)
-        clients.append(client)
-        return client
-
     with open_engine(settings.database_url) as engine:
         if migrate:
             upgrade(engine)
@@ -162,13 +148,8 @@ def sync(
             settings,
             dry_run=dry_run,
             wait_seconds=wait_seconds,
-            client_factory=counted_client,
         )
-    report = _report(
-        result,
-        requests=sum(client.stats.requests for client in clients),
-        retries=sum(client.stats.retries for client in clients),
-    )
+    report = _report(result)
     refused = _refused_everywhere(report, several_accounts=len(settings.accounts) > 1)
     if refused is not None:
         raise refused
@@ -184,7 +165,7 @@ def exit_code_for(error: KeyledgerError) -> int:
     return EXIT_LOCKED if isinstance(error, MigrationLockedError) else EXIT_FAILURE
 
 
-def _report(result: SyncResult, *, requests: int, retries: int) -> SyncReport:
+def _report(result: SyncResult) -> SyncReport:
     workspaces = tuple(
         WorkspaceReport(
             account=w.account,
@@ -205,7 +186,7 @@ def _report(result: SyncResult, *, requests: int, retries: int) -> SyncReport:
     return SyncReport(
         run_id=result.run_id,
         status=str(status),
-        exit_code=_EXIT_CODES.get(status, EXIT_FAILURE),
+        exit_code=exit_code_of(status),
         dry_run=result.dry_run,
         workspaces_ok=states.count(WorkspaceStatus.OK),
         workspaces_failed=states.count(WorkspaceStatus.FAILED),
@@ -217,8 +198,8 @@ def _report(result: SyncResult, *, requests: int, retries: int) -> SyncReport:
         keys_deleted=sum(w.keys_deleted for w in workspaces),
         snapshots_written=sum(w.snapshots_written for w in workspaces),
         pages=sum(w.pages for w in workspaces),
-        requests=requests,
-        retries=retries,
+        requests=result.requests,
+        retries=result.retries,
         seconds=result.seconds,
         error=result.error,
         workspaces=workspaces,

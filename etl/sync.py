@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from etl.core.clock import utcnow
 from etl.core.config import Account, Settings, WorkspaceSpec
 from etl.core.errors import ApiError, AuthError, LoadError
+from etl.core.log_context import log_fields
 from etl.core.statuses import RunStatus, WorkspaceStatus
 from etl.openrouter.client import OpenRouterClient, client_for
 from etl.openrouter.extract import ClientFactory, resolve_workspaces
@@ -43,6 +44,7 @@ from etl.workspace_sync import (
 # Importable from here as before: the results, why a workspace was not attempted, and
 # the turns the deadlock test takes.
 __all__ = [
+    "ALL_WORKSPACES",
     "DATABASE_FAILED",
     "KEY_REFUSED",
     "SyncResult",
@@ -52,6 +54,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# The workspace of a result that stands for all of an account's (they could not be listed).
+ALL_WORKSPACES = "*"
 
 
 @dataclass
@@ -63,6 +68,8 @@ class SyncResult:
     seconds: float
     dry_run: bool = False
     error: str | None = None  # why the run stopped short (the database failed)
+    requests: int = 0  # sent to the API, retries included
+    retries: int = 0  # requests sent again after a transient failure (429, 5xx, timeout)
 
     @property
     def status(self) -> RunStatus:
@@ -79,22 +86,41 @@ class SyncResult:
             return RunStatus.OK
         return some_ok
 
-    def summary(self) -> str:
-        """The one line a run prints on stderr."""
+    def figures(self) -> dict[str, int | float]:
+        """The run's numbers, as the summary line gives them (and JSON logs carry)."""
         by = [w.status for w in self.workspaces]
         total = PageCounts()
         for w in self.workspaces:
             total.add(w.counts)
+        return {
+            "workspaces_ok": by.count(WorkspaceStatus.OK),
+            "workspaces_failed": by.count(WorkspaceStatus.FAILED),
+            "workspaces_skipped": by.count(WorkspaceStatus.SKIPPED),
+            "workspaces_delisted": by.count(WorkspaceStatus.DELISTED),
+            "keys_seen": total.seen,
+            "keys_new": total.new,
+            "keys_changed": total.changed,
+            "keys_deleted": sum(w.deleted for w in self.workspaces),
+            "snapshot_rows": total.snapshots,
+            "requests": self.requests,
+            "retries": self.retries,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def summary(self) -> str:
+        """The one line a run prints on stderr."""
+        f = self.figures()
         prefix = "sync (dry run, nothing written)" if self.dry_run else "sync"
-        delisted = by.count(WorkspaceStatus.DELISTED)
+        delisted = f["workspaces_delisted"]
         gone = f", {delisted} no longer listed" if delisted else ""
+        # Retries that ended well are only counted here, not logged as warnings.
         return (
-            f"{prefix}: {by.count(WorkspaceStatus.OK)} workspaces ok, "
-            f"{by.count(WorkspaceStatus.FAILED)} failed, "
-            f"{by.count(WorkspaceStatus.SKIPPED)} skipped{gone}; "
-            f"keys seen {total.seen}, new {total.new}, "
-            f"changed {total.changed}, deleted {sum(w.deleted for w in self.workspaces)}; "
-            f"{total.snapshots} snapshot rows; {self.seconds:.1f}s"
+            f"{prefix}: {f['workspaces_ok']} workspaces ok, {f['workspaces_failed']} failed, "
+            f"{f['workspaces_skipped']} skipped{gone}; "
+            f"keys seen {f['keys_seen']}, new {f['keys_new']}, "
+            f"changed {f['keys_changed']}, deleted {f['keys_deleted']}; "
+            f"{f['snapshot_rows']} snapshot rows; "
+            f"{f['requests']} requests, {f['retries']} retries; {self.seconds:.1f}s"
         )
 
 
@@ -113,7 +139,13 @@ def run_sync(
     counts as partial, so the work already committed is still reported.
     """
     started = time.monotonic()
-    make_client = client_factory or client_for
+    clients: list[OpenRouterClient] = []  # their counters go into the summary
+
+    def make_client(account: Account) -> OpenRouterClient:
+        client = (client_factory or client_for)(account)
+        clients.append(client)
+        return client
+
     token = str(uuid.uuid4())
     run_lock = None
     units = Units(engine, dry_run=dry_run)
@@ -126,9 +158,10 @@ def run_sync(
         run_started = utcnow()
         with units.unit() as connection:
             run_id = runs.start_run(connection, dry_run=dry_run, lock_token=token)
-        lost = _sync_accounts(
-            units, settings, make_client, run_id, run_started, wait_seconds, results
-        )
+        with log_fields(run_id=run_id):
+            lost = _sync_accounts(
+                units, settings, make_client, run_id, run_started, wait_seconds, results
+            )
         outcome = SyncResult(run_id, results, 0.0, dry_run)
         if lost is not None:
             outcome.error = f"the database failed, so the run stopped: {one_line(lost)}"
@@ -143,6 +176,8 @@ def run_sync(
             # Nothing committed, so nothing to report but the database's failure.
             raise LoadError(one_line(lost)) from lost
         outcome.seconds = time.monotonic() - started
+        outcome.requests = sum(c.stats.requests for c in clients)
+        outcome.retries = sum(c.stats.retries for c in clients)
         return outcome
     except SQLAlchemyError as exc:
         raise LoadError(one_line(exc)) from exc
@@ -164,14 +199,14 @@ def _sync_accounts(
     """Sync every account's workspaces into ``results``; returns the database failure
     that stopped the run early, if one did."""
     for account in settings.accounts:
-        with make_client(account) as client:
+        with make_client(account) as client, log_fields(account=account.name):
             try:
                 workspaces = resolve_workspaces(client, account.workspaces)
             except ApiError as exc:
                 results.append(
                     WorkspaceResult(
                         account.name,
-                        "*",
+                        ALL_WORKSPACES,
                         WorkspaceStatus.FAILED,
                         error=one_line(exc),
                         key_refused=isinstance(exc, AuthError),
@@ -211,16 +246,17 @@ def _retire_delisted(
         with units.unit() as connection:
             gone = runs.delisted_workspaces(connection, account.name, {w.id for w in listed})
         for workspace_id in gone:
-            result = sync_workspace(
-                units,
-                client,
-                run_id,
-                run_started,
-                account,
-                WorkspaceSpec(workspace_id),
-                wait_seconds,
-                delisted=True,
-            )
+            with log_fields(workspace=workspace_id):
+                result = sync_workspace(
+                    units,
+                    client,
+                    run_id,
+                    run_started,
+                    account,
+                    WorkspaceSpec(workspace_id),
+                    wait_seconds,
+                    delisted=True,
+                )
             results.append(result)
     except Unrecorded as exc:
         results.append(exc.result)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.config import Account, WorkspaceSpec
+from etl.core.log_context import ContextThreadPoolExecutor, log_fields
 from etl.core.statuses import WorkspaceStatus
 from etl.openrouter.client import OpenRouterClient
 from etl.store.database import one_line
@@ -84,17 +85,18 @@ class _Job:
     ) -> Outcome:
         """Sync one workspace; a database failure is returned with its result, not raised."""
         try:
-            result = sync_workspace(
-                self.units,
-                self.client,
-                self.run_id,
-                self.run_started,
-                self.account,
-                workspace,
-                self.wait_seconds,
-                accepted=accepted,
-                turns=self.turns,
-            )
+            with log_fields(workspace=workspace.id):
+                result = sync_workspace(
+                    self.units,
+                    self.client,
+                    self.run_id,
+                    self.run_started,
+                    self.account,
+                    workspace,
+                    self.wait_seconds,
+                    accepted=accepted,
+                    turns=self.turns,
+                )
         except Unrecorded as exc:
             return exc.result, exc.cause
         except SQLAlchemyError as exc:
@@ -177,7 +179,8 @@ def _load_at_once(
             flight.going.set()
             slots.release()
 
-    with ThreadPoolExecutor(at_once, thread_name_prefix="keyledger-workspace") as pool:
+    # Each workspace's thread logs with the run and account it belongs to.
+    with ContextThreadPoolExecutor(at_once, thread_name_prefix="keyledger-workspace") as pool:
         futures: list[Future[None]] = []
         for workspace in workspaces:
             if not_attempted is None:

@@ -153,6 +153,16 @@ def sync_workspace(
                             connection, watched, run_id, ledger_id, workspace, attempt, accepted
                         )
                     close_ledger_row(connection, ledger_id, attempt)
+                counts = attempt.counts
+                log.info(
+                    "workspace %s: %d pages; keys seen %d, new %d, changed %d, deleted %d",
+                    attempt.status,
+                    attempt.pages,
+                    counts.seen,
+                    counts.new,
+                    counts.changed,
+                    attempt.deleted,
+                )
                 return attempt
             except SQLAlchemyError as exc:
                 if tries < DEADLOCK_TRIES and _deadlocked(exc):

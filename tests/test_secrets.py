@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import re
@@ -58,6 +59,7 @@ def run_sync(
     *,
     key_env: dict[str, str] | None = None,
     verbosity: str = "-vv",  # debug logging: every library's DEBUG lines are shown
+    log_format: str = "text",
     **settings: Any,
 ) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "keyledger.toml"
@@ -78,6 +80,8 @@ def run_sync(
             "sync",
             "--config",
             str(config),
+            "--log-format",  # after the command, as a global option may be
+            log_format,
         ],
         env=env,
         cwd=tmp_path,
@@ -137,9 +141,10 @@ def test_key_appears_nowhere(
         assert "refused the management key" in done.stderr
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 @pytest.mark.parametrize("mode", [mode for mode in ECHO_MODES if mode])
 def test_server_echo_of_key_in_an_error_is_scrubbed_from_output_and_ledger(
-    engine: Engine, database_url: str, tmp_path: Path, mode: str
+    engine: Engine, database_url: str, tmp_path: Path, mode: str, log_format: str
 ) -> None:
     # Each 500 quotes the key (in ``mode``) in its message and in a response header; the
     # message is printed, logged with each retry and kept in the run ledger.
@@ -148,9 +153,16 @@ def test_server_echo_of_key_in_an_error_is_scrubbed_from_output_and_ledger(
     with SimulatorServer(simulator) as server:
         # One named workspace: the listing's failure is a workspace's, kept in the ledger.
         done = run_sync(
-            tmp_path, server.base_url, database_url, max_attempts=2, workspaces='["default"]'
+            tmp_path,
+            server.base_url,
+            database_url,
+            log_format=log_format,
+            max_attempts=2,
+            workspaces='["default"]',
         )
     assert done.returncode == 1, done.stderr
+    if log_format == "json":
+        assert all(json.loads(line) for line in done.stderr.splitlines())
     stored = database_text(engine)
     assert "request failed for credentials ***" in done.stderr  # kept, but scrubbed
     assert "request failed for credentials ***" in stored
@@ -158,9 +170,10 @@ def test_server_echo_of_key_in_an_error_is_scrubbed_from_output_and_ledger(
     assert not traces(stored)
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 @pytest.mark.parametrize("mode", ["exact", "base64-bearer"])
 def test_key_echoed_in_a_401_header_is_scrubbed_from_debug_logs(
-    engine: Engine, database_url: str, tmp_path: Path, mode: str
+    engine: Engine, database_url: str, tmp_path: Path, mode: str, log_format: str
 ) -> None:
     # httpcore logs response headers at DEBUG; only the log filter stands between a
     # server that echoes the key in a header and the terminal.
@@ -168,8 +181,17 @@ def test_key_echoed_in_a_401_header_is_scrubbed_from_debug_logs(
         World(seed=2, workspaces=1), token=CANARY, faults=Faults(echo_credentials=mode)
     )
     with SimulatorServer(simulator) as server:
-        done = run_sync(tmp_path, server.base_url, database_url, key=CANARY.replace("C", "D"))
+        done = run_sync(
+            tmp_path,
+            server.base_url,
+            database_url,
+            key=CANARY.replace("C", "D"),
+            log_format=log_format,
+        )
     assert done.returncode == 1
+    if log_format == "json":
+        lines = [json.loads(line) for line in done.stderr.splitlines()]
+        assert any("b'X-Echoed-Credentials', b'***" in line["message"] for line in lines)
     assert "b'X-Echoed-Credentials', b'***" in done.stderr  # the header was logged
     assert not traces(done.stderr, CANARY.replace("C", "D")), done.stderr
     assert not traces(database_text(engine), CANARY.replace("C", "D"))
@@ -240,11 +262,11 @@ def test_client_scrubs_a_base64_echo_from_its_error_and_retry_log(
     client = OpenRouterClient(
         settings(max_attempts=2), secret(), transport=transport, sleep=lambda _: None
     )
-    with client, caplog.at_level(logging.WARNING), pytest.raises(ApiStatusError) as caught:
+    with client, caplog.at_level(logging.INFO), pytest.raises(ApiStatusError) as caught:
         client.fetch_key_page("default", 0)
     # Base64 padding ("=") may follow the mask: it carries no bits of the key.
     assert str(caught.value).rstrip("=").endswith("HTTP 500: upstream rejected ***")
-    assert "upstream rejected ***" in caplog.text  # the retry's warning
+    assert "upstream rejected ***" in caplog.text  # the retry's log line
     assert not traces(str(caught.value) + caplog.text + repr(caught.value.args), SECRET)
 
 

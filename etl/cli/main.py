@@ -1,12 +1,12 @@
 """The ``keyledger`` command: parse options, build settings, call the library, report.
 
-No SQL, no HTTP and no retry logic here; errors map to the exit codes of DESIGN.md:
-0 everything synced, 1 failure, 2 usage error, 3 partial, 4 locked.
+No SQL, no HTTP and no retry logic here; errors map to the exit codes of DESIGN.md
+(etl/cli/exit_codes.py). Every command takes the global options (etl/cli/global_options.py)
+and logs through etl/cli/logs.py, configured once before it runs.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -14,13 +14,21 @@ from typing import NoReturn
 import click
 
 from etl import __version__, api
+from etl.cli.global_options import KeyledgerGroup, with_global_options
+from etl.cli.logs import LOG_REDACTION, say, say_summary
 from etl.cli.memory import limit_heap_growth
+from etl.cli.run_report import report_sync
 from etl.cli.simulate import simulate
 from etl.core.config import Settings, load_database_url, load_settings
 from etl.core.errors import ConfigError, KeyledgerError
-from etl.core.exit_codes import EXIT_FAILURE, EXIT_LOCKED, EXIT_PARTIAL
-from etl.core.redact import RedactingFilter
-from etl.core.statuses import WorkspaceStatus
+from etl.core.exit_codes import (
+    EXIT_FAILURE,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    exit_code_table,
+)
 from etl.demo import DEFAULT_DEMO_DATABASE, reset_demo_database, run_demo
 from etl.openrouter.extract import extract_keys
 from etl.reports.build import build_report
@@ -29,36 +37,24 @@ from etl.reports.formats import FORMATS
 from etl.store.database import open_engine
 from etl.store.migrations import MigrationLockedError, check_current, upgrade
 
-# Scrubs every management key from every log line; keys are added once they are loaded.
-LOG_REDACTION = RedactingFilter()
+# Importable from here as before.
+__all__ = ["EXIT_FAILURE", "EXIT_LOCKED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "cli", "main"]
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
-    """Print one line to stderr and exit with ``code``."""
-    click.echo(f"keyledger: error: {message}", err=True)
+    """Log one error line on stderr and exit with ``code``."""
+    say(f"keyledger: error: {message}")
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@with_global_options
+@click.group(cls=KeyledgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="keyledger")
-@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
-def cli(verbose: int) -> None:
-    """keyledger: an exact, queryable SQL ledger of OpenRouter API keys and their spend."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # On the handlers, not a logger: records of library loggers (httpx and httpcore log
-    # at DEBUG, exceptions with header values included) propagate to them unfiltered.
-    for handler in logging.getLogger().handlers:
-        if LOG_REDACTION not in handler.filters:
-            handler.addFilter(LOG_REDACTION)
-    if not verbose:
-        # After a lost connection psycopg also warns "error ignored terminating
-        # <Pipeline>"; keyledger reports the loss itself, in its one error line.
-        logging.getLogger("psycopg").setLevel(logging.ERROR)
-        # Likewise SQLAlchemy's pool logs, with a traceback, each connection it cannot
-        # reset once the database is gone (seen on MariaDB with workspaces loading at
-        # once); -v still shows them.
-        logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
+def cli() -> None:
+    """keyledger: an exact, queryable SQL ledger of OpenRouter API keys and their spend.
+
+    --log-format, --quiet and -v work before or after the command's name.
+    """
 
 
 cli.add_command(simulate)
@@ -98,7 +94,7 @@ def build_settings(
     return settings
 
 
-@cli.command()
+@cli.command(epilog=exit_code_table())
 @config_option
 @database_option
 @workspace_option
@@ -127,18 +123,7 @@ def sync(
         report = api.sync(settings, dry_run=dry_run, migrate=migrate, wait_seconds=wait_seconds)
     except KeyledgerError as exc:
         fail(str(exc), api.exit_code_for(exc))
-    result = report.result
-    for workspace in result.workspaces:
-        if workspace.status != WorkspaceStatus.OK:
-            click.echo(
-                f"keyledger: workspace {workspace.workspace_id} ({workspace.account}) "
-                f"{workspace.status}: {workspace.error}",
-                err=True,
-            )
-    if result.error is not None:
-        click.echo(f"keyledger: error: {result.error}", err=True)
-    click.echo(result.summary(), err=True)
-    sys.exit(report.exit_code)
+    sys.exit(report_sync(report.result))
 
 
 @cli.group()
@@ -180,10 +165,12 @@ def extract(config_path: str | None, workspaces: tuple[str, ...], output_format:
     except KeyledgerError as exc:
         fail(str(exc))
     for tally in result.failed:
-        click.echo(f"keyledger: workspace {tally.workspace.id} failed: {tally.error}", err=True)
-    click.echo(result.summary(), err=True)
+        say(f"keyledger: workspace {tally.workspace.id} failed: {tally.error}")
+    code = EXIT_OK
     if result.failed:
-        sys.exit(EXIT_PARTIAL if len(result.failed) < len(result.workspaces) else EXIT_FAILURE)
+        code = EXIT_PARTIAL if len(result.failed) < len(result.workspaces) else EXIT_FAILURE
+    say_summary(result.summary(), exit_code=code)
+    sys.exit(code)
 
 
 @cli.command()
@@ -305,7 +292,7 @@ def report(
         fail(str(exc))
     click.echo(FORMATS[output_format](summary), nl=False)
     if output is not None:
-        click.echo(f"keyledger: wrote the chart to {output}", err=True)
+        say_summary(f"keyledger: wrote the chart to {output}")
 
 
 def main() -> None:

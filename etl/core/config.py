@@ -207,6 +207,21 @@ def load_database_url(
     return _database_url(data, env, database_url, str(path) if path else "environment")
 
 
+LOG_FORMATS = ("text", "json")
+LOG_FORMAT_ENV = "KEYLEDGER_LOG_FORMAT"
+
+
+def load_log_format(env: Mapping[str, str] | None = None) -> str | None:
+    """The log format the environment asks for (``$KEYLEDGER_LOG_FORMAT``), None if unset."""
+    env = os.environ if env is None else env
+    value = env.get(LOG_FORMAT_ENV, "").strip().lower()
+    if value and value not in LOG_FORMATS:
+        raise ConfigError(
+            f"environment: {LOG_FORMAT_ENV} is {env[LOG_FORMAT_ENV]!r}; use text or json"
+        )
+    return value or None
+
+
 def _read_config(
     config_path: str | Path | None, env: Mapping[str, str]
 ) -> tuple[Path | None, dict[str, Any]]:

@@ -22,7 +22,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +36,7 @@ from etl.core.config import DEFAULT_WORKSPACE, Account, ClientSettings, Secret
 from etl.core.errors import ApiError, PaginationError, PayloadError
 from etl.core.exact_json import parse_json
 from etl.core.key_fields import KeyRecord
+from etl.core.log_context import ContextThreadPoolExecutor
 from etl.core.redact import scrub
 from etl.openrouter.fast_keys import parse_key_page
 from etl.openrouter.headers import rate_limit_quota, retry_after_seconds, server_time
@@ -135,7 +135,8 @@ class OpenRouterClient:
             rng=rng or random.Random(),
             on_retry=self._count_retry,
         )
-        self._executor = ThreadPoolExecutor(settings.concurrency, "keyledger-fetch")
+        # A fetch thread logs with the workspace (and run) of the page it fetches.
+        self._executor = ContextThreadPoolExecutor(settings.concurrency, "keyledger-fetch")
         self._http = httpx.Client(
             base_url=settings.base_url.rstrip("/") + "/",
             headers={
@@ -312,7 +313,9 @@ class OpenRouterClient:
     ) -> None:
         with self._lock:
             self.stats.retries += 1
-        log.warning("%s: %s; retrying in %.1fs (attempt %d)", name, failure.problem, delay, attempt)
+        # Info, not a warning: a retry that ends well needs nobody (the summary counts
+        # them); one that does not ends in the workspace's error.
+        log.info("%s: %s; retrying in %.1fs (attempt %d)", name, failure.problem, delay, attempt)
 
     def _json(self, response: httpx.Response) -> Any:
         try:
