@@ -15,8 +15,8 @@ while running), "status", "hostname", "pid", "keyledger_version", "error",
 "workspace_id", "name", "status", "started_at", "finished_at", "duration_seconds",
 "server_time", "keys": {...}, "pages", "snapshots_written", "error"}, ...]}``.
 
-``status``: ``{"checked_at", "max_age_seconds", "ok" (true when nothing is stale or
-never synced), "counts": {"fresh", "stale", "never_synced", "delisted", "not_configured"},
+``status``: ``{"checked_at", "max_age_seconds", "ok" (true when some workspace is
+fresh and none is stale or never synced), "counts": {"fresh", "stale", "never_synced", "delisted", "not_configured"},
 "workspaces": [{"workspace_id", "name", "account", "state" (fresh | stale |
 never_synced | delisted | not_configured), "last_success_at", "last_success_run", "age_seconds",
 "server_time", "delisted_at", "last_attempt": null | {"run_id", "status",
@@ -61,9 +61,11 @@ class StatusReport:
 
     @property
     def ok(self) -> bool:
-        """True when no workspace is stale or never synced (delisted and no longer
-        configured ones do not count)."""
-        return all(f.state in (FRESH, DELISTED, UNCONFIGURED) for f in self.workspaces)
+        """True when some workspace is fresh and none is stale or never synced
+        (delisted and no longer configured ones do not count). An empty ledger is not
+        ok: a monitor set up before the first run should not be green."""
+        states = {f.state for f in self.workspaces}
+        return FRESH in states and not states & {STALE, NEVER}
 
     def counts(self) -> dict[str, int]:
         """How many workspaces are in each state."""
@@ -344,7 +346,7 @@ def status_table(report: StatusReport) -> str:
         )
     counts = report.counts()
     verdict = (
-        f"status: {'ok' if report.ok else 'STALE'}: {counts[FRESH]} fresh, {counts[STALE]} "
+        f"status: {'ok' if report.ok else 'NOT OK'}: {counts[FRESH]} fresh, {counts[STALE]} "
         f"stale, {counts[NEVER]} never synced (max age {limit(report.max_age)})"
     )
     unchecked = [
@@ -353,7 +355,7 @@ def status_table(report: StatusReport) -> str:
     if unchecked:
         verdict += f"; not checked: {', '.join(unchecked)}"
     if not rows:
-        return "no workspaces recorded yet\n" + verdict + "\n"
+        return "no workspace has synced yet\n" + verdict + "\n"
     return "\n".join([*_table(headers, rows, right={4}), "", verdict]) + "\n"
 
 

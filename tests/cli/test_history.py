@@ -210,6 +210,17 @@ def test_runs_on_an_empty_ledger_says_so(database_url: str) -> None:
     }
 
 
+def test_status_on_an_empty_ledger_is_not_ok(database_url: str) -> None:
+    table = invoke("status", "--database-url", database_url)
+    assert table.exit_code == 5
+    assert table.stdout == (
+        "no workspace has synced yet\n"
+        "status: NOT OK: 0 fresh, 0 stale, 0 never synced (max age 26h)\n"
+    )
+    report = as_json(invoke("status", "--format", "json", "--database-url", database_url))
+    assert (report["ok"], report["workspaces"]) == (False, [])
+
+
 def shift_ledger(engine: Engine, by: timedelta) -> None:
     """Move every recorded run and workspace time by ``by``: an age without sleeping."""
     with engine.begin() as connection:
@@ -257,7 +268,7 @@ def test_status_is_fresh_then_stale_by_the_recorded_times(
     table = invoke("status", "--max-age", "90m", "--database-url", database_url)
     assert table.exit_code == 5
     assert table.stdout.rstrip().splitlines()[-1] == (
-        "status: STALE: 0 fresh, 2 stale, 0 never synced (max age 90m)"
+        "status: NOT OK: 0 fresh, 2 stale, 0 never synced (max age 90m)"
     )
     assert all(" 3h0" in line for line in table.stdout.splitlines()[2:4])
 
