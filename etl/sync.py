@@ -172,6 +172,8 @@ def _sync_accounts(
                     WorkspaceResult(account.name, "*", WorkspaceStatus.FAILED, error=one_line(exc))
                 )
                 log.info("account %s: cannot list workspaces: %s", account.name, exc)
+                # Written at the run's end, so `keyledger runs show` names the failure.
+                results[-1].ledger_pending = True
                 continue
             loaded, not_attempted = load_workspaces(
                 units, client, run_id, run_started, account, workspaces, wait_seconds

@@ -16,9 +16,9 @@ while running), "status", "hostname", "pid", "keyledger_version", "error",
 "server_time", "keys": {...}, "pages", "snapshots_written", "error"}, ...]}``.
 
 ``status``: ``{"checked_at", "max_age_seconds", "ok" (true when some workspace is
-fresh and none is stale or never synced), "counts": {"fresh", "stale", "never_synced", "delisted", "not_configured"},
-"workspaces": [{"workspace_id", "name", "account", "state" (fresh | stale |
-never_synced | delisted | not_configured), "last_success_at", "last_success_run", "age_seconds",
+fresh and none is stale or never synced), "counts": {"fresh", "stale", "never_synced",
+"delisted", "not_configured"}, "workspaces": [{"workspace_id", "name", "account",
+"state" (one of those five), "last_success_at", "last_success_run", "age_seconds",
 "server_time", "delisted_at", "last_attempt": null | {"run_id", "status",
 "finished_at", "error"}}, ...]}``.
 """

@@ -408,3 +408,33 @@ def test_the_reading_connection_is_refused_writes(engine: Engine) -> None:
     # The pooled connection writes again for whoever takes it next.
     with engine.begin() as connection:
         connection.execute(insert(Workspace).values(id="w", first_seen_at=utcnow()))
+
+
+def test_an_account_whose_listing_failed_is_shown_with_its_error(
+    server: SimulatorServer, database_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "keyledger.toml"
+    config.write_text("[openrouter]\nmax_attempts = 1\n")
+    server.simulator.faults.update({"error_rate": 1.0})
+    try:
+        failed = invoke("sync", "--config", str(config), env=sim_env(server, database_url))
+    finally:
+        server.simulator.faults.update({"error_rate": 0.0})
+    assert failed.exit_code == 1
+    assert summary_figures(failed.stderr)[:3] == [0, 1, 0]
+
+    run = as_json(invoke("runs", "--format", "json", "--database-url", database_url))["runs"][0]
+    assert (run["status"], run["workspaces"]["failed"], run["workspaces"]["total"]) == (
+        "failed",
+        1,
+        1,
+    )
+    detail = as_json(
+        invoke("runs", "show", str(run["id"]), "--format", "json", "--database-url", database_url)
+    )
+    [account] = detail["workspaces"]
+    assert (account["workspace_id"], account["status"]) == ("*", "failed")
+    assert account["error"].startswith("GET /workspaces: gave up after 1 attempts")
+    # Not a workspace: status has nothing synced to show.
+    status = as_json(invoke("status", "--format", "json", "--database-url", database_url))
+    assert status["workspaces"] == [] and status["ok"] is False
