@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from etl.core.clock import utcnow
 from etl.core.config import DEFAULT_WORKSPACE, load_configured_workspaces, load_database_url
@@ -131,7 +132,8 @@ def runs(
     and errors. Dry runs are never recorded, so never listed.
     """
     # `runs --database-url URL show ID` means the same as `runs show ID --database-url URL`.
-    ctx.obj = (config_path, database_url)
+    chosen = ctx.get_parameter_source("output_format") is not ParameterSource.DEFAULT
+    ctx.obj = (config_path, database_url, output_format if chosen else None)
     if ctx.invoked_subcommand is not None:
         return
     found = _read(config_path, database_url, lambda c: recent_runs(c, limit=limit))
@@ -141,21 +143,24 @@ def runs(
 
 
 @runs.command("show")
-@click.argument("run_id", metavar="ID", type=click.IntRange(min=1))
+@click.argument("run_id", metavar="ID", type=click.IntRange(1, 2**63 - 1))
 @config_option
 @database_option
 @format_option
-@click.pass_obj
+@click.pass_context
 def runs_show(
-    given: tuple[str | None, str | None],
+    ctx: click.Context,
     run_id: int,
     config_path: str | None,
     database_url: str | None,
     output_format: str,
 ) -> None:
     """One run in detail: each workspace's outcome, counts and error (exit 1 if unknown)."""
-    config_path = config_path or given[0]
-    database_url = database_url or given[1]
+    given_config, given_url, given_format = ctx.obj
+    config_path = config_path or given_config
+    database_url = database_url or given_url
+    if ctx.get_parameter_source("output_format") is ParameterSource.DEFAULT and given_format:
+        output_format = given_format
     detail = _read(config_path, database_url, lambda c: run_detail(c, run_id))
     if detail is None:
         fail(f"no run with id {run_id} in the run ledger (`keyledger runs` lists them)")
@@ -192,12 +197,17 @@ def status(
 ) -> None:
     """Each workspace's last successful sync and its age; a monitoring check.
 
-    Lists every workspace the database knows and every one the configuration names.
-    Exit codes: 0 every workspace synced within --max-age; 5 some workspace is older,
-    or has never synced (a configured one, or one whose every sync failed); 1 the
-    database cannot be read (or has no schema, or an old one); 2 usage error.
-    Delisted workspaces are shown, not checked. The age is measured on the local clock
-    from when the last successful sync of the workspace finished.
+    Lists every workspace the database knows (synced, or attempted and failed) and
+    every one the configuration names. The age runs on the local clock from when the
+    workspace's last successful sync finished. Delisted workspaces, and those an
+    account's workspaces list no longer names, are shown but not checked.
+
+    \b
+    Exit codes:
+      0  every checked workspace synced within --max-age
+      5  some workspace is older, or never synced; or none has synced yet
+      1  the database cannot be read, has no schema or an old one; bad config
+      2  usage error
     """
     try:
         limit = parse_age(max_age)

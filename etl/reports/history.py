@@ -332,7 +332,7 @@ def status_table(report: StatusReport) -> str:
         s = f.sync
         state = f.state.replace("_", " ")
         attempt = s.last_attempt
-        if f.state != FRESH and attempt is not None and attempt.status != "ok":
+        if attempt is not None and attempt.status != "ok":  # fresh still, but failing now
             state += f" (last attempt: run {attempt.run_id} {attempt.status})"
         rows.append(
             [

@@ -21,6 +21,7 @@ from etl.cli.history import EXIT_STALE, parse_age
 from etl.cli.main import cli
 from etl.core.clock import utcnow
 from etl.core.errors import LoadError
+from etl.reports.history import limit, span
 from etl.simulator.server import SimulatorServer
 from etl.simulator.service import Simulator
 from etl.simulator.world import World
@@ -187,6 +188,10 @@ def test_runs_show_gives_each_workspace_and_its_error(
     assert "Workspace not found" in errors
 
     # The group's options reach the subcommand too.
+    same = invoke(
+        "runs", "--format", "json", "--database-url", database_url, "show", str(partial["id"])
+    )
+    assert as_json(same) == detail
     failed = invoke("runs", "--database-url", database_url, "show", str(partial["id"] + 1))
     assert failed.exit_code == 0
     assert failed.stdout.startswith(f"run {partial['id'] + 1}: failed\n")
@@ -337,6 +342,31 @@ def test_a_bad_workspace_is_a_one_line_usage_error(tmp_path: Path) -> None:
 )
 def test_max_age_units(text: str, seconds: int) -> None:
     assert parse_age(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0.04, "0.0s"),
+        (59.94, "59.9s"),
+        (60, "1m00s"),
+        (3599, "59m59s"),
+        (3600, "1h00m"),
+        (11_100, "3h05m"),
+        (86_399, "23h59m"),
+        (86_400, "1d00h"),
+        (93_600, "1d02h"),
+    ],
+)
+def test_spans_for_people(seconds: float, shown: str) -> None:
+    assert span(timedelta(seconds=seconds)) == shown
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"), [("26h", "26h"), ("2d", "2d"), ("90m", "90m"), ("1d1s", "86401s")]
+)
+def test_max_age_is_shown_as_given(text: str, shown: str) -> None:
+    assert limit(parse_age(text)) == shown
 
 
 COMMANDS = [("runs",), ("runs", "show", "1"), ("status",)]
