@@ -213,6 +213,8 @@ def _sync_accounts(
                     )
                 )
                 log.info("account %s: cannot list workspaces: %s", account.name, exc)
+                # Written at the run's end, so `keyledger runs show` names the failure.
+                results[-1].ledger_pending = True
                 continue
             loaded, not_attempted = load_workspaces(
                 units, client, run_id, run_started, account, workspaces, wait_seconds

@@ -106,7 +106,10 @@ def with_global_options(command: C) -> C:
     if any(param.name == "log_format" for param in command.params):
         return command
     command.params.extend(_options())
-    if not isinstance(command, click.Group) and command.callback is not None:
+    if isinstance(command, click.Group):
+        for subcommand in command.commands.values():  # a group built elsewhere, then added
+            with_global_options(subcommand)
+    elif command.callback is not None:
         command.callback = _configured(command.callback)
     return command
 

@@ -15,6 +15,7 @@ import click
 
 from etl import __version__, api
 from etl.cli.global_options import KeyledgerGroup, with_global_options
+from etl.cli.history import runs, status
 from etl.cli.logs import LOG_REDACTION, say, say_summary
 from etl.cli.memory import limit_heap_growth
 from etl.cli.run_report import report_sync
@@ -58,6 +59,8 @@ def cli() -> None:
 
 
 cli.add_command(simulate)
+cli.add_command(runs)
+cli.add_command(status)
 
 config_option = click.option(
     "--config",

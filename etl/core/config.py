@@ -457,6 +457,38 @@ def _workspace(value: Any, where: str, name: str) -> WorkspaceSpec:
         ) from None
 
 
+def load_configured_workspaces(
+    config_path: str | Path | None = None, *, env: Mapping[str, str] | None = None
+) -> dict[str, tuple[str, ...] | None]:
+    """Per account name, the workspaces ("default" or UUIDs) its settings name, or None
+    for ``workspaces = "all"``; read without any management key, for ``keyledger
+    status``, which must tell a configured workspace that never synced."""
+    env = os.environ if env is None else env
+    path, data = _read_config(config_path, env)
+    where = str(path) if path else "environment"
+    tables: list[tuple[str, Any]] = []
+    if "openrouter" in data or "accounts" not in data:
+        tables.append(("[openrouter]", data.get("openrouter", {})))
+    accounts = data.get("accounts", [])
+    if not isinstance(accounts, list):
+        raise ConfigError(f"{where}: 'accounts' should be [[accounts]] tables")
+    tables.extend((f"[[accounts]] #{i + 1}", t) for i, t in enumerate(accounts))
+    named: dict[str, tuple[str, ...] | None] = {}
+    for position, (section, raw) in enumerate(tables):
+        table = _table(raw, where, section)
+        name = _string(table.get("name", "default"), where, f"{section} name")
+        specs = _workspaces(table.get("workspaces", "all"), where, section)
+        listed = env.get("KEYLEDGER_WORKSPACES") if position == 0 else None
+        if listed:  # as for sync: the environment overrides the first account's list
+            specs = tuple(
+                _workspace(w.strip(), "KEYLEDGER_WORKSPACES", "workspace")
+                for w in listed.split(",")
+                if w.strip()
+            )
+        named[name] = None if specs is None else tuple(spec.id for spec in specs)
+    return named
+
+
 def _management_key(
     table: Mapping[str, Any],
     env: Mapping[str, str],
