@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.config import Account, WorkspaceSpec
+from etl.core.progress import NO_OBSERVER, SyncObserver
 from etl.core.statuses import WorkspaceStatus
 from etl.openrouter.client import OpenRouterClient
 from etl.store.database import one_line
@@ -40,10 +41,11 @@ def load_workspaces(
     account: Account,
     workspaces: list[WorkspaceSpec],
     wait_seconds: float,
+    observer: SyncObserver = NO_OBSERVER,
 ) -> tuple[list[Outcome], str | None]:
     """Sync the account's listed workspaces; their outcomes in the workspaces' order, and
     why the run stopped starting them (``KEY_REFUSED``, ``DATABASE_FAILED``), if it did."""
-    job = _Job(units, client, run_id, run_started, account, wait_seconds)
+    job = _Job(units, client, run_id, run_started, account, wait_seconds, observer)
     at_once = _workspaces_at_once(units, account)
     if at_once == 1:
         return _load_one_by_one(job, workspaces)
@@ -77,6 +79,7 @@ class _Job:
     run_started: datetime
     account: Account
     wait_seconds: float
+    observer: SyncObserver
     turns: Turns = field(default_factory=Turns)
 
     def load(
@@ -94,6 +97,7 @@ class _Job:
                 self.wait_seconds,
                 accepted=accepted,
                 turns=self.turns,
+                observer=self.observer,
             )
         except Unrecorded as exc:
             return exc.result, exc.cause
