@@ -15,6 +15,7 @@ import click
 
 from etl import __version__
 from etl.cli.memory import limit_heap_growth
+from etl.cli.progress import sync_progress
 from etl.cli.simulate import simulate
 from etl.core.config import Settings, load_database_url, load_settings
 from etl.core.errors import ConfigError, KeyledgerError
@@ -113,6 +114,11 @@ def build_settings(
     metavar="SECONDS",
     help="Wait up to this long for workspaces another run is syncing (default: skip them).",
 )
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="No live progress display (shown only when stderr is a terminal).",
+)
 def sync(
     config_path: str | None,
     database_url: str | None,
@@ -120,6 +126,7 @@ def sync(
     dry_run: bool,
     migrate: bool,
     wait_seconds: float,
+    no_progress: bool,
 ) -> None:
     """One sync run: every key of every configured workspace into the database."""
     settings = build_settings(config_path, workspaces, database_url)
@@ -128,7 +135,10 @@ def sync(
             if migrate:
                 upgrade(engine)
             check_current(engine)
-            result = run_sync(engine, settings, dry_run=dry_run, wait_seconds=wait_seconds)
+            with sync_progress(enabled=not no_progress) as observer:
+                result = run_sync(
+                    engine, settings, dry_run=dry_run, wait_seconds=wait_seconds, observer=observer
+                )
     except KeyledgerError as exc:
         fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
     for workspace in result.workspaces:
