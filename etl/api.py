@@ -33,6 +33,7 @@ from etl.core.errors import (
     LoadError,
 )
 from etl.core.exit_codes import EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, exit_code_of
+from etl.core.progress import NO_OBSERVER, SyncObserver
 from etl.core.statuses import WorkspaceStatus
 from etl.store.database import open_engine
 from etl.store.migrations import MigrationLockedError, SchemaOutdatedError, check_current, upgrade
@@ -132,12 +133,15 @@ def sync(
     migrate: bool = False,
     wait_seconds: float = 0.0,
     check: bool = False,
+    observer: SyncObserver = NO_OBSERVER,
 ) -> SyncReport:
     """Run one sync of every configured workspace into ``settings.database_url``.
 
     ``migrate`` upgrades an old schema first (else SchemaOutdatedError); ``dry_run``
     writes nothing; ``wait_seconds`` waits that long for workspaces another run holds
-    (else they are skipped); ``check`` raises SyncFailedError unless the run ended ok.
+    (else they are skipped); ``check`` raises SyncFailedError unless the run ended ok;
+    ``observer`` hears each workspace start, fetch its pages and end (from the threads
+    that sync them).
     """
     with open_engine(settings.database_url) as engine:
         if migrate:
@@ -148,6 +152,7 @@ def sync(
             settings,
             dry_run=dry_run,
             wait_seconds=wait_seconds,
+            observer=observer,
         )
     report = _report(result)
     refused = _refused_everywhere(report, several_accounts=len(settings.accounts) > 1)

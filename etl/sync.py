@@ -24,6 +24,7 @@ from etl.core.clock import utcnow
 from etl.core.config import Account, Settings, WorkspaceSpec
 from etl.core.errors import ApiError, AuthError, LoadError
 from etl.core.log_context import log_fields
+from etl.core.progress import NO_OBSERVER, SyncObserver
 from etl.core.statuses import RunStatus, WorkspaceStatus
 from etl.openrouter.client import OpenRouterClient, client_for
 from etl.openrouter.extract import ClientFactory, resolve_workspaces
@@ -131,8 +132,11 @@ def run_sync(
     dry_run: bool = False,
     wait_seconds: float = 0.0,
     client_factory: ClientFactory | None = None,
+    observer: SyncObserver = NO_OBSERVER,
 ) -> SyncResult:
     """Sync every configured workspace of every account; never raises for one workspace.
+    ``observer`` hears each workspace start, fetch its pages and end (from the threads
+    that load them).
 
     A database failure before any workspace committed raises LoadError. After one
     committed, it ends the run early instead: the result says why (``error``) and
@@ -160,7 +164,7 @@ def run_sync(
             run_id = runs.start_run(connection, dry_run=dry_run, lock_token=token)
         with log_fields(run_id=run_id):
             lost = _sync_accounts(
-                units, settings, make_client, run_id, run_started, wait_seconds, results
+                units, settings, make_client, run_id, run_started, wait_seconds, results, observer
             )
         outcome = SyncResult(run_id, results, 0.0, dry_run)
         if lost is not None:
@@ -195,6 +199,7 @@ def _sync_accounts(
     run_started: datetime,
     wait_seconds: float,
     results: list[WorkspaceResult],
+    observer: SyncObserver,
 ) -> SQLAlchemyError | None:
     """Sync every account's workspaces into ``results``; returns the database failure
     that stopped the run early, if one did."""
@@ -217,7 +222,7 @@ def _sync_accounts(
                 results[-1].ledger_pending = True
                 continue
             loaded, not_attempted = load_workspaces(
-                units, client, run_id, run_started, account, workspaces, wait_seconds
+                units, client, run_id, run_started, account, workspaces, wait_seconds, observer
             )
             results.extend(result for result, _ in loaded)
             lost = next((cause for _, cause in loaded if cause is not None), None)
@@ -225,7 +230,15 @@ def _sync_accounts(
                 return lost  # later accounts are not even listed: they need the database too
             if account.workspaces is None and not_attempted is None:
                 lost = _retire_delisted(
-                    units, client, run_id, run_started, account, workspaces, wait_seconds, results
+                    units,
+                    client,
+                    run_id,
+                    run_started,
+                    account,
+                    workspaces,
+                    wait_seconds,
+                    results,
+                    observer,
                 )
                 if lost is not None:
                     return lost
@@ -241,6 +254,7 @@ def _retire_delisted(
     listed: list[WorkspaceSpec],
     wait_seconds: float,
     results: list[WorkspaceResult],
+    observer: SyncObserver,
 ) -> SQLAlchemyError | None:
     """Workspaces this account synced before that discovery no longer lists: confirm
     their keys and mark them; returns a database failure that stopped it."""
@@ -258,6 +272,7 @@ def _retire_delisted(
                     WorkspaceSpec(workspace_id),
                     wait_seconds,
                     delisted=True,
+                    observer=observer,
                 )
             results.append(result)
     except Unrecorded as exc:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.config import Account, WorkspaceSpec
 from etl.core.log_context import ContextThreadPoolExecutor, log_fields
+from etl.core.progress import NO_OBSERVER, SyncObserver
 from etl.core.statuses import WorkspaceStatus
 from etl.openrouter.client import OpenRouterClient
 from etl.store.database import one_line
@@ -41,10 +42,11 @@ def load_workspaces(
     account: Account,
     workspaces: list[WorkspaceSpec],
     wait_seconds: float,
+    observer: SyncObserver = NO_OBSERVER,
 ) -> tuple[list[Outcome], str | None]:
     """Sync the account's listed workspaces; their outcomes in the workspaces' order, and
     why the run stopped starting them (``KEY_REFUSED``, ``DATABASE_FAILED``), if it did."""
-    job = _Job(units, client, run_id, run_started, account, wait_seconds)
+    job = _Job(units, client, run_id, run_started, account, wait_seconds, observer)
     at_once = _workspaces_at_once(units, account)
     if at_once == 1:
         return _load_one_by_one(job, workspaces)
@@ -78,6 +80,7 @@ class _Job:
     run_started: datetime
     account: Account
     wait_seconds: float
+    observer: SyncObserver
     turns: Turns = field(default_factory=Turns)
 
     def load(
@@ -96,6 +99,7 @@ class _Job:
                     self.wait_seconds,
                     accepted=accepted,
                     turns=self.turns,
+                    observer=self.observer,
                 )
         except Unrecorded as exc:
             return exc.result, exc.cause

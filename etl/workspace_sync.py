@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from etl import server_clock
 from etl.core.config import Account, WorkspaceSpec
 from etl.core.errors import ApiError, AuthError
+from etl.core.progress import NO_OBSERVER, SyncObserver
 from etl.core.statuses import WorkspaceStatus
 from etl.openrouter.client import OpenRouterClient
 from etl.openrouter.confirm import confirm_each, confirm_missing
@@ -103,15 +104,52 @@ def sync_workspace(
     delisted: bool = False,
     accepted: Callable[[], None] = lambda: None,
     turns: Turns | None = None,
+    observer: SyncObserver = NO_OBSERVER,
 ) -> WorkspaceResult:
     """Sync one workspace in its own transaction and record how it ended; when
     discovery no longer lists it (``delisted``), confirm each of its keys instead.
     ``accepted`` is called when a page of its listing arrives; ``turns`` is shared by
-    the workspaces loading at once.
+    the workspaces loading at once; ``observer`` hears it start, fetch and end.
 
     Raises SQLAlchemyError when the database fails outside that transaction (the
     workspace's lock or ledger row), and Unrecorded when it cannot record a failure.
     """
+    ended = WorkspaceStatus.FAILED  # unless a result comes back
+    try:
+        result = _sync_workspace(
+            units,
+            client,
+            run_id,
+            run_started,
+            account,
+            workspace,
+            wait_seconds,
+            delisted=delisted,
+            accepted=accepted,
+            turns=turns or Turns(),
+            observer=observer,
+        )
+        ended = result.status
+        return result
+    finally:
+        observer.workspace_finished(account.name, workspace.id, ended)
+
+
+def _sync_workspace(
+    units: Units,
+    client: OpenRouterClient,
+    run_id: int,
+    run_started: datetime,
+    account: Account,
+    workspace: WorkspaceSpec,
+    wait_seconds: float,
+    *,
+    delisted: bool,
+    accepted: Callable[[], None],
+    turns: Turns,
+    observer: SyncObserver,
+) -> WorkspaceResult:
+    """sync_workspace, less telling the observer how it ended."""
     lock = locks.acquire(units.engine, workspace.id, wait_seconds=wait_seconds)
     if lock is None:
         reason = f"held by another run ({runs.holder(units.engine, workspace.id)})"
@@ -127,7 +165,6 @@ def sync_workspace(
             ledger_id = runs.open_workspace(
                 connection, run_id, account=account.name, requested_as=workspace.id
             )
-        turns = turns or Turns()
         tries = 0
         while True:
             tries += 1
@@ -136,6 +173,7 @@ def sync_workspace(
             )
             try:
                 with turns.take(alone=tries > 1), units.unit() as connection:
+                    observer.workspace_started(account.name, workspace.id)
                     # Every server time is checked before anything is filed under it.
                     watched = server_clock.watch(
                         client,
@@ -150,7 +188,16 @@ def sync_workspace(
                         attempt.status = WorkspaceStatus.DELISTED
                     else:
                         _load_workspace(
-                            connection, watched, run_id, ledger_id, workspace, attempt, accepted
+                            connection,
+                            watched,
+                            run_id,
+                            ledger_id,
+                            workspace,
+                            attempt,
+                            accepted,
+                            fetched=lambda keys: observer.page_fetched(
+                                account.name, workspace.id, keys
+                            ),
                         )
                     close_ledger_row(connection, ledger_id, attempt)
                 counts = attempt.counts
@@ -255,15 +302,19 @@ def _load_workspace(
     workspace: WorkspaceSpec,
     result: WorkspaceResult,
     accepted: Callable[[], None],
+    *,
+    fetched: Callable[[int], None],
 ) -> None:
     """List, load, confirm the missing, mark the deleted: all inside ``connection``'s
-    transaction. ``accepted`` is called as each page arrives."""
+    transaction. ``accepted`` is called as each page arrives, ``fetched`` with its
+    number of keys once it is loaded."""
     load = WorkspaceLoad(
         connection, sync_run_id=run_id, ledger_id=ledger_id, requested_as=workspace.id
     )
     for page in client.iter_key_pages(workspace.id, expected_keys=load.live_keys_before()):
         accepted()
         load.add_page(page.records, page.server_time)
+        fetched(len(page.records))
     missing = load.missing_keys()
     result.workspace_id = load.workspace_id
     # Offset paging can skip a key while others are deleted: ask before marking.

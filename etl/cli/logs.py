@@ -32,10 +32,18 @@ _LABELS = {"run_id": "run", "account": "account", "workspace": "workspace"}
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is when a record comes (a test's capture, too)."""
+    """Writes to whatever ``sys.stderr`` is when a record comes (a test's capture, too),
+    unless pointed at another stream for a while (the live display's, etl.cli.progress)."""
+
+    _pinned = False
+
+    def setStream(self, stream: Any) -> Any:
+        self._pinned = stream is not sys.stderr
+        return super().setStream(stream)
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
+        if not self._pinned:
+            self.stream = sys.stderr
         super().emit(record)
 
 
@@ -97,8 +105,19 @@ class _Threshold(logging.Filter):
         return record.levelno >= self.level or bool(getattr(record, "summary", False))
 
 
+_for_people = True  # text logs without --quiet: a live display may join them
+
+
+def for_people() -> bool:
+    """Whether the logs as configured are for a person (text, not --quiet): a machine
+    reading JSON lines, or a cron job asking for quiet, gets no live display."""
+    return _for_people
+
+
 def configure_logging(*, log_format: str = "text", verbosity: int = 0, quiet: bool = False) -> None:
     """Send log records to stderr in ``log_format``; replaces what an earlier call set up."""
+    global _for_people
+    _for_people = log_format == "text" and not quiet
     level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbosity, 2)
     handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())

@@ -16,8 +16,9 @@ import click
 from etl import __version__, api
 from etl.cli.global_options import KeyledgerGroup, with_global_options
 from etl.cli.history import runs, status
-from etl.cli.logs import LOG_REDACTION, say, say_summary
+from etl.cli.logs import LOG_REDACTION, for_people, say, say_summary
 from etl.cli.memory import limit_heap_growth
+from etl.cli.progress import sync_progress
 from etl.cli.run_report import report_sync
 from etl.cli.simulate import simulate
 from etl.core.config import Settings, load_database_url, load_settings
@@ -111,6 +112,11 @@ def build_settings(
     metavar="SECONDS",
     help="Wait up to this long for workspaces another run is syncing (default: skip them).",
 )
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="No live progress display (shown only when stderr is a terminal).",
+)
 def sync(
     config_path: str | None,
     database_url: str | None,
@@ -118,12 +124,20 @@ def sync(
     dry_run: bool,
     migrate: bool,
     wait_seconds: float,
+    no_progress: bool,
 ) -> None:
     """One sync run: every key of every configured workspace into the database."""
     settings = build_settings(config_path, workspaces, database_url)
     try:
         # The same call an orchestrator makes (etl/api.py): one path for both.
-        report = api.sync(settings, dry_run=dry_run, migrate=migrate, wait_seconds=wait_seconds)
+        with sync_progress(enabled=not no_progress and for_people()) as observer:
+            report = api.sync(
+                settings,
+                dry_run=dry_run,
+                migrate=migrate,
+                wait_seconds=wait_seconds,
+                observer=observer,
+            )
     except KeyledgerError as exc:
         fail(str(exc), api.exit_code_for(exc))
     sys.exit(report_sync(report.result))
