@@ -63,6 +63,8 @@ class SyncResult:
     seconds: float
     dry_run: bool = False
     error: str | None = None  # why the run stopped short (the database failed)
+    requests: int = 0  # HTTP requests sent to the management API, retries included
+    retries: int = 0
 
     @property
     def status(self) -> RunStatus:
@@ -113,7 +115,8 @@ def run_sync(
     counts as partial, so the work already committed is still reported.
     """
     started = time.monotonic()
-    make_client = client_factory or client_for
+    clients: list[OpenRouterClient] = []
+    make_client = _counted(client_factory or client_for, clients)
     token = str(uuid.uuid4())
     run_lock = None
     units = Units(engine, dry_run=dry_run)
@@ -143,6 +146,8 @@ def run_sync(
             # Nothing committed, so nothing to report but the database's failure.
             raise LoadError(one_line(lost)) from lost
         outcome.seconds = time.monotonic() - started
+        outcome.requests = sum(client.stats.requests for client in clients)
+        outcome.retries = sum(client.stats.retries for client in clients)
         return outcome
     except SQLAlchemyError as exc:
         raise LoadError(one_line(exc)) from exc
@@ -150,6 +155,17 @@ def run_sync(
         units.close()
         if run_lock is not None:
             run_lock.release()
+
+
+def _counted(make_client: ClientFactory, made: list[OpenRouterClient]) -> ClientFactory:
+    """``make_client`` that also keeps each client it makes, for its traffic counters."""
+
+    def make(account: Account) -> OpenRouterClient:
+        client = make_client(account)
+        made.append(client)
+        return client
+
+    return make
 
 
 def _sync_accounts(
