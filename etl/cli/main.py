@@ -15,10 +15,11 @@ import click
 
 from etl import __version__
 from etl.cli.memory import limit_heap_growth
+from etl.cli.run_hooks import RunHooks
 from etl.cli.simulate import simulate
 from etl.core.config import Settings, load_database_url, load_settings
 from etl.core.errors import ConfigError, KeyledgerError
-from etl.core.redact import RedactingFilter
+from etl.core.redact import RedactingFilter, url_secret
 from etl.core.statuses import RunStatus, WorkspaceStatus
 from etl.demo import DEFAULT_DEMO_DATABASE, reset_demo_database, run_demo
 from etl.openrouter.extract import extract_keys
@@ -87,15 +88,28 @@ database_option = click.option(
 
 
 def build_settings(
-    config_path: str | None, workspaces: tuple[str, ...], database_url: str | None = None
+    config_path: str | None,
+    workspaces: tuple[str, ...],
+    database_url: str | None = None,
+    *,
+    metrics_file: str | None = None,
+    ping_url: str | None = None,
 ) -> Settings:
     """Settings from file and environment, or exit 1 with the one-line reason."""
     try:
-        settings = load_settings(config_path, workspaces=workspaces, database_url=database_url)
+        settings = load_settings(
+            config_path,
+            workspaces=workspaces,
+            database_url=database_url,
+            metrics_file=metrics_file,
+            ping_url=ping_url,
+        )
     except ConfigError as exc:
         fail(str(exc))
     for account in settings.accounts:
         LOG_REDACTION.protect(account.management_key.reveal())
+    if settings.ping_url is not None:
+        LOG_REDACTION.protect(url_secret(settings.ping_url.reveal()))
     return settings
 
 
@@ -113,6 +127,18 @@ def build_settings(
     metavar="SECONDS",
     help="Wait up to this long for workspaces another run is syncing (default: skip them).",
 )
+@click.option(
+    "--metrics-file",
+    metavar="PATH",
+    help="Write the run's Prometheus metrics here at its end, e.g. for node_exporter's "
+    "textfile collector (or $KEYLEDGER_METRICS_FILE).",
+)
+@click.option(
+    "--ping-url",
+    metavar="URL",
+    help="Dead-man's switch: ping this healthchecks.io-style URL at start and end "
+    "(better $KEYLEDGER_PING_URL or the config file: it is a secret).",
+)
 def sync(
     config_path: str | None,
     database_url: str | None,
@@ -120,9 +146,20 @@ def sync(
     dry_run: bool,
     migrate: bool,
     wait_seconds: float,
+    metrics_file: str | None,
+    ping_url: str | None,
 ) -> None:
     """One sync run: every key of every configured workspace into the database."""
-    settings = build_settings(config_path, workspaces, database_url)
+    settings = build_settings(
+        config_path, workspaces, database_url, metrics_file=metrics_file, ping_url=ping_url
+    )
+    with RunHooks(settings, dry_run=dry_run) as hooks:
+        _sync(hooks, settings, dry_run=dry_run, migrate=migrate, wait_seconds=wait_seconds)
+
+
+def _sync(
+    hooks: RunHooks, settings: Settings, *, dry_run: bool, migrate: bool, wait_seconds: float
+) -> NoReturn:
     try:
         with open_engine(settings.database_url) as engine:
             if migrate:
@@ -130,7 +167,9 @@ def sync(
             check_current(engine)
             result = run_sync(engine, settings, dry_run=dry_run, wait_seconds=wait_seconds)
     except KeyledgerError as exc:
+        hooks.error = str(exc)
         fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
+    hooks.result = result
     for workspace in result.workspaces:
         if workspace.status != WorkspaceStatus.OK:
             click.echo(
