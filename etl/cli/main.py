@@ -19,6 +19,7 @@ from etl.cli.history import runs, status
 from etl.cli.logs import LOG_REDACTION, for_people, say, say_summary
 from etl.cli.memory import limit_heap_growth
 from etl.cli.progress import sync_progress
+from etl.cli.run_hooks import RunHooks
 from etl.cli.run_report import report_sync
 from etl.cli.simulate import simulate
 from etl.core.config import Settings, load_database_url, load_settings
@@ -31,6 +32,7 @@ from etl.core.exit_codes import (
     EXIT_USAGE,
     exit_code_table,
 )
+from etl.core.redact import url_secret
 from etl.demo import DEFAULT_DEMO_DATABASE, reset_demo_database, run_demo
 from etl.openrouter.extract import extract_keys
 from etl.reports.build import build_report
@@ -86,15 +88,28 @@ database_option = click.option(
 
 
 def build_settings(
-    config_path: str | None, workspaces: tuple[str, ...], database_url: str | None = None
+    config_path: str | None,
+    workspaces: tuple[str, ...],
+    database_url: str | None = None,
+    *,
+    metrics_file: str | None = None,
+    ping_url: str | None = None,
 ) -> Settings:
     """Settings from file and environment, or exit 1 with the one-line reason."""
     try:
-        settings = load_settings(config_path, workspaces=workspaces, database_url=database_url)
+        settings = load_settings(
+            config_path,
+            workspaces=workspaces,
+            database_url=database_url,
+            metrics_file=metrics_file,
+            ping_url=ping_url,
+        )
     except ConfigError as exc:
         fail(str(exc))
     for account in settings.accounts:
         LOG_REDACTION.protect(account.management_key.reveal())
+    if settings.ping_url is not None:
+        LOG_REDACTION.protect(url_secret(settings.ping_url.reveal()))
     return settings
 
 
@@ -117,6 +132,18 @@ def build_settings(
     is_flag=True,
     help="No live progress display (shown only when stderr is a terminal).",
 )
+@click.option(
+    "--metrics-file",
+    metavar="PATH",
+    help="Write the run's Prometheus metrics here at its end, e.g. for node_exporter's "
+    "textfile collector (or $KEYLEDGER_METRICS_FILE).",
+)
+@click.option(
+    "--ping-url",
+    metavar="URL",
+    help="Dead-man's switch: ping this healthchecks.io-style URL at start and end "
+    "(better $KEYLEDGER_PING_URL or the config file: it is a secret).",
+)
 def sync(
     config_path: str | None,
     database_url: str | None,
@@ -125,12 +152,37 @@ def sync(
     migrate: bool,
     wait_seconds: float,
     no_progress: bool,
+    metrics_file: str | None,
+    ping_url: str | None,
 ) -> None:
     """One sync run: every key of every configured workspace into the database."""
-    settings = build_settings(config_path, workspaces, database_url)
+    settings = build_settings(
+        config_path, workspaces, database_url, metrics_file=metrics_file, ping_url=ping_url
+    )
+    progress = not no_progress and for_people()
+    with RunHooks(settings, dry_run=dry_run) as hooks:
+        _sync(
+            hooks,
+            settings,
+            dry_run=dry_run,
+            migrate=migrate,
+            wait_seconds=wait_seconds,
+            progress=progress,
+        )
+
+
+def _sync(
+    hooks: RunHooks,
+    settings: Settings,
+    *,
+    dry_run: bool,
+    migrate: bool,
+    wait_seconds: float,
+    progress: bool,
+) -> NoReturn:
     try:
         # The same call an orchestrator makes (etl/api.py): one path for both.
-        with sync_progress(enabled=not no_progress and for_people()) as observer:
+        with sync_progress(enabled=progress) as observer:
             report = api.sync(
                 settings,
                 dry_run=dry_run,
@@ -139,7 +191,9 @@ def sync(
                 observer=observer,
             )
     except KeyledgerError as exc:
+        hooks.error = str(exc)
         fail(str(exc), api.exit_code_for(exc))
+    hooks.result = report.result
     sys.exit(report_sync(report.result))
 
 

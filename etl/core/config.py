@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from etl.core.errors import ConfigError
 
@@ -131,6 +132,10 @@ class Settings:
     database_url: str
     accounts: tuple[Account, ...]
     config_path: Path | None = None
+    # Monitoring hooks of a sync run (etl/metrics.py, etl/deadman.py); the ping URL is
+    # a secret (a healthchecks ping URL embeds its check's key).
+    metrics_file: Path | None = None
+    ping_url: Secret | None = field(default=None, repr=False)
 
 
 # The ceiling an operator may give ``concurrency``: each place is a fetch thread and a
@@ -152,7 +157,7 @@ _ACCOUNT_SETTINGS = frozenset(
     {"name", "base_url", "management_key_env", "management_key_file", "workspaces"}
     | set(_CLIENT_NUMBERS)
 )
-_TOP_SETTINGS = frozenset({"database_url", "openrouter", "accounts"})
+_TOP_SETTINGS = frozenset({"database_url", "openrouter", "accounts", "metrics_file", "ping_url"})
 
 
 def load_settings(
@@ -163,6 +168,8 @@ def load_settings(
     workspaces: tuple[str, ...] = (),
     management_key: str | None = None,
     base_url: str | None = None,
+    metrics_file: str | None = None,
+    ping_url: str | None = None,
 ) -> Settings:
     """Build settings from the config file (if any), the environment and overrides
     (the command line's, or a Python caller's: ``management_key`` and ``base_url`` are
@@ -192,7 +199,13 @@ def load_settings(
     if workspaces:
         chosen = tuple(_workspace(w, "--workspace", "workspace") for w in workspaces)
         accounts = [Account(a.name, a.management_key, chosen, a.client) for a in accounts]
-    return Settings(database_url=url, accounts=tuple(accounts), config_path=path)
+    return Settings(
+        database_url=url,
+        accounts=tuple(accounts),
+        config_path=path,
+        metrics_file=_metrics_file(data, env, metrics_file, where),
+        ping_url=_ping_url(data, env, ping_url, where),
+    )
 
 
 def load_database_url(
@@ -540,3 +553,55 @@ def _secret(value: str, source: str) -> Secret:
         # from None: the chained ValueError adds nothing, and a traceback of it would
         # show the line that built the Secret, not the source to fix.
         raise ConfigError(f"{source} {exc}") from None
+
+
+def _metrics_file(
+    data: Mapping[str, Any], env: Mapping[str, str], override: str | None, where: str
+) -> Path | None:
+    source, value = _chosen(
+        ("--metrics-file", override),
+        ("KEYLEDGER_METRICS_FILE", env.get("KEYLEDGER_METRICS_FILE")),
+        (where, data.get("metrics_file")),
+    )
+    if source is None:
+        return None
+    path = Path(_string(value, source, "metrics_file"))
+    # Checked now, not after a long run: the file is written at its end.
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"{source}: 'metrics_file' {path}: directory {path.parent} does not exist"
+        )
+    return path
+
+
+def _ping_url(
+    data: Mapping[str, Any], env: Mapping[str, str], override: str | None, where: str
+) -> Secret | None:
+    source, value = _chosen(
+        ("--ping-url", override),
+        ("KEYLEDGER_PING_URL", env.get("KEYLEDGER_PING_URL")),
+        (where, data.get("ping_url")),
+    )
+    if source is None:
+        return None
+    # Never quoted in an error: the URL embeds the check's key.
+    url = _string(value, source, "ping_url").rstrip("/")
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.fragment
+    except ValueError:
+        ok = False
+    if not ok or header_problem(url) is not None or " " in url:
+        raise ConfigError(
+            f"{source}: 'ping_url' should be an http:// or https:// URL such as "
+            "https://hc-ping.com/<uuid> (without spaces or a #fragment)"
+        )
+    return Secret(url)
+
+
+def _chosen(*candidates: tuple[str, Any]) -> tuple[str | None, Any]:
+    """The first candidate given (an option, a variable, then the file), with its source."""
+    for source, value in candidates:
+        if value is not None and value != "":
+            return source, value
+    return None, None

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 MASK = "***"
 # Shorter echoes are not scrubbed (except the whole secret): eight characters of a key
@@ -126,3 +126,29 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = scrub(record.stack_info, *self._secrets)
         return True
+
+
+def url_outline(url: str) -> str:
+    """``scheme://host/...``: all of a secret URL that may be shown (its path and query
+    hold the key of a healthchecks check, say); the port is kept, user info never."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return MASK
+    if not parts.scheme or not host:
+        return MASK
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}{f':{port}' if port else ''}/..."
+
+
+def url_secret(url: str) -> str:
+    """The part of a secret URL to scrub from logs: its path and query (where a ping
+    URL keeps its key), not the scheme and host, which other URLs share."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    secret = parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
+    return secret or url
