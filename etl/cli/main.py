@@ -26,7 +26,7 @@ from etl.reports.build import build_report
 from etl.reports.chart import CHART_SUFFIXES, write_chart
 from etl.reports.formats import FORMATS
 from etl.store.database import open_engine
-from etl.store.migrations import MigrationLockedError, check_current, upgrade
+from etl.store.migrations import MigrationLockedError, check_current, prepare_schema, upgrade
 from etl.sync import run_sync
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 4
@@ -104,7 +104,11 @@ def build_settings(
 @database_option
 @workspace_option
 @click.option("--dry-run", is_flag=True, help="Fetch and report what would change; write nothing.")
-@click.option("--migrate", is_flag=True, help="Upgrade an old database schema first.")
+@click.option(
+    "--migrate",
+    is_flag=True,
+    help="Upgrade an old database schema first (an empty database gets its schema anyway).",
+)
 @click.option(
     "--wait",
     "wait_seconds",
@@ -125,9 +129,10 @@ def sync(
     settings = build_settings(config_path, workspaces, database_url)
     try:
         with open_engine(settings.database_url) as engine:
-            if migrate:
-                upgrade(engine)
-            check_current(engine)
+            # A dry run writes nothing, so it leaves an empty database empty too.
+            change = prepare_schema(engine, migrate=migrate, create=not dry_run)
+            if change is not None:
+                click.echo(f"keyledger: {change.describe()}", err=True)
             result = run_sync(engine, settings, dry_run=dry_run, wait_seconds=wait_seconds)
     except KeyledgerError as exc:
         fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
@@ -158,10 +163,10 @@ def db_upgrade(config_path: str | None, database_url: str | None) -> None:
     try:
         url = load_database_url(config_path, database_url=database_url)
         with open_engine(url) as engine:
-            upgrade(engine)
+            change = upgrade(engine)
     except KeyledgerError as exc:
         fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
-    click.echo("keyledger: database schema is up to date", err=True)
+    click.echo(f"keyledger: {change.describe()}", err=True)
 
 
 @cli.command()
