@@ -14,6 +14,7 @@ from typing import NoReturn
 import click
 
 from etl import __version__
+from etl.cli.config_check import config_group
 from etl.cli.memory import limit_heap_growth
 from etl.cli.simulate import simulate
 from etl.core.config import Settings, load_database_url, load_settings
@@ -63,6 +64,7 @@ def cli(verbose: int) -> None:
 
 
 cli.add_command(simulate)
+cli.add_command(config_group)
 
 config_option = click.option(
     "--config",
