@@ -86,7 +86,8 @@ class RetryPolicy:
                 cap = min(self.max_attempts, failure.max_attempts or self.max_attempts)
                 if number >= cap or elapsed + delay > self.deadline_seconds:
                     raise failure.give_up(
-                        f"{name}: gave up after {number} attempts in {elapsed:.1f}s: "
+                        f"{name}: gave up after {number} attempt{'s' if number > 1 else ''} "
+                        f"in {elapsed:.1f}s: "
                         f"{failure.problem}"
                     ) from failure.__cause__
                 self.on_retry(name, failure, delay, number)

@@ -71,7 +71,9 @@ def check_database(url: str) -> DatabaseCheck:
             with engine.connect() as connection:
                 current = current_revision(connection)
     except LoadError as exc:
-        return DatabaseCheck(shown, SchemaState.UNREACHABLE, None, head, str(exc))
+        # The check names the database already; its error need not repeat the URL.
+        problem = str(exc).replace(f"cannot connect to {shown}: ", "cannot connect: ")
+        return DatabaseCheck(shown, SchemaState.UNREACHABLE, None, head, problem)
     except SQLAlchemyError as exc:
         return DatabaseCheck(shown, SchemaState.UNREACHABLE, None, head, one_line(exc))
     if current == head:
