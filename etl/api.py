@@ -36,7 +36,7 @@ from etl.core.exit_codes import EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, exit_code_of
 from etl.core.progress import NO_OBSERVER, SyncObserver
 from etl.core.statuses import WorkspaceStatus
 from etl.store.database import open_engine
-from etl.store.migrations import MigrationLockedError, SchemaOutdatedError, check_current, upgrade
+from etl.store.migrations import MigrationLockedError, SchemaOutdatedError, prepare_schema
 from etl.sync import SyncResult, run_sync
 
 __all__ = [
@@ -98,6 +98,9 @@ class SyncReport:
     error: str | None  # why the run stopped short (the database failed), if it did
     workspaces: tuple[WorkspaceReport, ...]
     result: SyncResult = field(repr=False, compare=False)  # the run's own record
+    # What was done to the schema first: "created schema at rev X" (an empty database),
+    # "upgraded A -> B" (migrate=True); None when it was current.
+    schema_change: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -137,16 +140,16 @@ def sync(
 ) -> SyncReport:
     """Run one sync of every configured workspace into ``settings.database_url``.
 
-    ``migrate`` upgrades an old schema first (else SchemaOutdatedError); ``dry_run``
+    An empty database gets the schema first (but not in a dry run). ``migrate``
+    upgrades an old schema first (else SchemaOutdatedError); ``dry_run``
     writes nothing; ``wait_seconds`` waits that long for workspaces another run holds
     (else they are skipped); ``check`` raises SyncFailedError unless the run ended ok;
     ``observer`` hears each workspace start, fetch its pages and end (from the threads
     that sync them).
     """
     with open_engine(settings.database_url) as engine:
-        if migrate:
-            upgrade(engine)
-        check_current(engine)
+        # A dry run writes nothing, so it leaves an empty database empty too.
+        change = prepare_schema(engine, migrate=migrate, create=not dry_run)
         result = run_sync(
             engine,
             settings,
@@ -154,7 +157,7 @@ def sync(
             wait_seconds=wait_seconds,
             observer=observer,
         )
-    report = _report(result)
+    report = _report(result, None if change is None else change.describe())
     refused = _refused_everywhere(report, several_accounts=len(settings.accounts) > 1)
     if refused is not None:
         raise refused
@@ -170,7 +173,7 @@ def exit_code_for(error: KeyledgerError) -> int:
     return EXIT_LOCKED if isinstance(error, MigrationLockedError) else EXIT_FAILURE
 
 
-def _report(result: SyncResult) -> SyncReport:
+def _report(result: SyncResult, schema_change: str | None) -> SyncReport:
     workspaces = tuple(
         WorkspaceReport(
             account=w.account,
@@ -205,6 +208,7 @@ def _report(result: SyncResult) -> SyncReport:
         pages=sum(w.pages for w in workspaces),
         requests=result.requests,
         retries=result.retries,
+        schema_change=schema_change,
         seconds=result.seconds,
         error=result.error,
         workspaces=workspaces,

@@ -156,7 +156,7 @@ def test_an_unreachable_database_raises_database_unavailable(server: SimulatorSe
 
 
 def test_a_malformed_database_url_is_a_config_error(server: SimulatorServer) -> None:
-    with pytest.raises(api.ConfigError, match="'database_url' is not a database URL"):
+    with pytest.raises(api.ConfigError, match="is not a database URL"):
         settings_for(server, "not a url at all")
 
 

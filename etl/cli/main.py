@@ -7,6 +7,7 @@ and logs through etl/cli/logs.py, configured once before it runs.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -14,6 +15,7 @@ from typing import NoReturn
 import click
 
 from etl import __version__, api
+from etl.cli.config_check import config_group
 from etl.cli.global_options import KeyledgerGroup, with_global_options
 from etl.cli.history import runs, status
 from etl.cli.logs import LOG_REDACTION, for_people, say, say_summary
@@ -64,6 +66,7 @@ def cli() -> None:
 cli.add_command(simulate)
 cli.add_command(runs)
 cli.add_command(status)
+cli.add_command(config_group)
 
 config_option = click.option(
     "--config",
@@ -118,7 +121,11 @@ def build_settings(
 @database_option
 @workspace_option
 @click.option("--dry-run", is_flag=True, help="Fetch and report what would change; write nothing.")
-@click.option("--migrate", is_flag=True, help="Upgrade an old database schema first.")
+@click.option(
+    "--migrate",
+    is_flag=True,
+    help="Upgrade an old database schema first (an empty database gets its schema anyway).",
+)
 @click.option(
     "--wait",
     "wait_seconds",
@@ -194,6 +201,8 @@ def _sync(
         hooks.error = str(exc)
         fail(str(exc), api.exit_code_for(exc))
     hooks.result = report.result
+    if report.schema_change is not None:
+        say(f"keyledger: {report.schema_change}", level=logging.WARNING)
     sys.exit(report_sync(report.result))
 
 
@@ -210,10 +219,10 @@ def db_upgrade(config_path: str | None, database_url: str | None) -> None:
     try:
         url = load_database_url(config_path, database_url=database_url)
         with open_engine(url) as engine:
-            upgrade(engine)
+            change = upgrade(engine)
     except KeyledgerError as exc:
         fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
-    click.echo("keyledger: database schema is up to date", err=True)
+    say_summary(f"keyledger: {change.describe()}")
 
 
 @cli.command()

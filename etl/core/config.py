@@ -6,6 +6,7 @@ line naming the file (or variable), the setting and what is expected.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import stat
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from etl.core.database_urls import driver_slip, url_slip
 from etl.core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -123,6 +125,8 @@ class Account:
     management_key: Secret = field(repr=False)
     workspaces: tuple[WorkspaceSpec, ...] | None
     client: ClientSettings
+    # Where the key was read from ("environment variable X", "file P"): never the key.
+    key_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,8 @@ class Settings:
     # a secret (a healthchecks ping URL embeds its check's key).
     metrics_file: Path | None = None
     ping_url: Secret | None = field(default=None, repr=False)
+    # Where database_url came from: "--database-url", an environment variable, the file.
+    database_url_source: str = ""
 
 
 # The ceiling an operator may give ``concurrency``: each place is a fetch thread and a
@@ -177,7 +183,7 @@ def load_settings(
     env = os.environ if env is None else env
     path, data = _read_config(config_path, env)
     where = str(path) if path else "environment"
-    url = _database_url(data, env, database_url, where)
+    url, url_source = _database_url(data, env, database_url, path)
     given = _Given(management_key, base_url)
 
     tables: list[tuple[str, Mapping[str, Any]]] = []
@@ -198,13 +204,14 @@ def load_settings(
         accounts.append(_account(table, env, where, section, first=position == 0, given=given))
     if workspaces:
         chosen = tuple(_workspace(w, "--workspace", "workspace") for w in workspaces)
-        accounts = [Account(a.name, a.management_key, chosen, a.client) for a in accounts]
+        accounts = [dataclasses.replace(a, workspaces=chosen) for a in accounts]
     return Settings(
         database_url=url,
         accounts=tuple(accounts),
         config_path=path,
         metrics_file=_metrics_file(data, env, metrics_file, where),
         ping_url=_ping_url(data, env, ping_url, where),
+        database_url_source=url_source,
     )
 
 
@@ -215,9 +222,19 @@ def load_database_url(
     database_url: str | None = None,
 ) -> str:
     """Only the database URL (for migrations: no management key needed)."""
+    return load_database_url_and_source(config_path, env=env, database_url=database_url)[0]
+
+
+def load_database_url_and_source(
+    config_path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    database_url: str | None = None,
+) -> tuple[str, str]:
+    """The database URL and where it came from ("--database-url", a variable, the file)."""
     env = os.environ if env is None else env
     path, data = _read_config(config_path, env)
-    return _database_url(data, env, database_url, str(path) if path else "environment")
+    return _database_url(data, env, database_url, path)
 
 
 LOG_FORMATS = ("text", "json")
@@ -250,12 +267,23 @@ def _read_config(
 
 
 def _database_url(
-    data: Mapping[str, Any], env: Mapping[str, str], override: str | None, where: str
-) -> str:
-    url = override or env.get("KEYLEDGER_DATABASE_URL") or data.get("database_url")
-    url = _string(url if url is not None else DEFAULT_DATABASE_URL, where, "database_url")
-    _check_database_url(url, where)
-    return url
+    data: Mapping[str, Any], env: Mapping[str, str], override: str | None, path: Path | None
+) -> tuple[str, str]:
+    """The URL, from the option, the environment, the file or the default (in that
+    order), checked; an error names which of them it came from."""
+    if override:
+        url: Any = override
+        source = "--database-url"
+    elif env.get("KEYLEDGER_DATABASE_URL"):
+        url, source = env["KEYLEDGER_DATABASE_URL"], "environment variable KEYLEDGER_DATABASE_URL"
+    elif data.get("database_url") is not None:
+        url, source = data["database_url"], f"{path}: 'database_url'"
+    else:
+        url, source = DEFAULT_DATABASE_URL, "the default database_url"
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(f"{source} should be a non-empty string")
+    _check_database_url(url.strip(), source)
+    return url.strip(), source
 
 
 def _config_path(explicit: str | Path | None, env: Mapping[str, str]) -> Path | None:
@@ -297,23 +325,34 @@ def _string(value: Any, where: str, name: str) -> str:
     return value.strip()
 
 
-def _check_database_url(url: str, where: str) -> None:
+def _check_database_url(url: str, source: str) -> None:
     from sqlalchemy.engine import make_url  # deferred: config stays cheap to import
+    from sqlalchemy.exc import NoSuchModuleError
 
+    slip = url_slip(url)
+    if slip is not None:
+        raise ConfigError(f"{source}: {slip}")
     try:
         parsed = make_url(url)
     except Exception as exc:  # SQLAlchemy raises ArgumentError; the text may hold the URL
         raise ConfigError(
-            f"{where}: 'database_url' is not a database URL "
+            f"{source} is not a database URL "
             "(expected e.g. sqlite:///keyledger.db or postgresql+psycopg://user@host/db)"
         ) from exc
     if parsed.host and "@" in parsed.host:
         # SQLAlchemy ends the password at its first '@' and takes the rest for the host:
         # the connection could only fail, and the driver's error would name that "host".
         raise ConfigError(
-            f"{where}: 'database_url' has an '@' in its password (or user name); "
-            "write each '@' there as %40"
+            f"{source} has an '@' in its password (or user name); write each '@' there as %40"
         )
+    # Load the driver now: a missing one would otherwise end in a traceback at connect.
+    try:
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise ConfigError(f"{source}: {driver_slip(parsed.drivername, None)}") from None
+    except ImportError as exc:
+        missing = exc.name or parsed.get_driver_name()
+        raise ConfigError(f"{source}: {driver_slip(parsed.drivername, missing)}") from None
 
 
 @dataclass(frozen=True)
@@ -381,14 +420,15 @@ def _account(
         key = given.management_key.strip()
         if not key:
             raise ConfigError("load_settings(): management_key is empty")
-        management_key = _secret(key, "load_settings(): management_key")
+        secret, key_source = _secret(key, "load_settings(): management_key"), "given in code"
     else:
-        management_key = _management_key(table, env, overrides, where, section)
+        secret, key_source = _management_key(table, env, overrides, where, section)
     return Account(
         name=name,
-        management_key=management_key,
+        management_key=secret,
         workspaces=workspaces,
         client=ClientSettings(base_url=base_url, **numbers),
+        key_source=key_source,
     )
 
 
@@ -508,12 +548,12 @@ def _management_key(
     overrides: Mapping[str, str],
     where: str,
     section: str,
-) -> Secret:
+) -> tuple[Secret, str]:
+    """The key and where it was read from."""
     key_file = table.get("management_key_file") or overrides.get("OPENROUTER_MANAGEMENT_KEY_FILE")
     if key_file:
-        return _read_key_file(
-            Path(_string(key_file, where, f"{section} management_key_file")), where, section
-        )
+        path = Path(_string(key_file, where, f"{section} management_key_file"))
+        return _read_key_file(path, where, section), f"file {path}"
     var = _string(
         table.get("management_key_env", DEFAULT_KEY_ENV), where, f"{section} management_key_env"
     )
@@ -523,7 +563,8 @@ def _management_key(
             f"{where}: {section} management key: environment variable {var} is not set "
             "(set it, or point management_key_file at a file holding the key)"
         )
-    return _secret(value, f"{where}: {section} management key: environment variable {var}")
+    source = f"environment variable {var}"
+    return _secret(value, f"{where}: {section} management key: {source}"), source
 
 
 def _read_key_file(path: Path, where: str, section: str) -> Secret:

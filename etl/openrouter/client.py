@@ -38,6 +38,7 @@ from etl.core.exact_json import parse_json
 from etl.core.key_fields import KeyRecord
 from etl.core.log_context import ContextThreadPoolExecutor
 from etl.core.redact import scrub
+from etl.openrouter.connect_errors import connect_failure
 from etl.openrouter.fast_keys import parse_key_page
 from etl.openrouter.headers import rate_limit_quota, retry_after_seconds, server_time
 from etl.openrouter.pacing import Pacer, PacingStats, RateLimiter
@@ -272,6 +273,8 @@ class OpenRouterClient:
             response = self._paced_get(path, params)
         except httpx.TimeoutException as exc:
             raise TransientFailure(f"no answer within {self.settings.timeout_seconds:g}s") from exc
+        except httpx.ConnectError as exc:
+            raise connect_failure(exc, self.settings.base_url) from exc
         except httpx.TransportError as exc:
             raise TransientFailure(f"connection failed ({type(exc).__name__})") from exc
         if response.status_code == 200:

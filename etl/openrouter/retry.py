@@ -31,16 +31,24 @@ class TransientFailure(Exception):
 
     ``problem`` says what went wrong in a few words; ``status`` is the HTTP status
     (None for timeouts and dropped connections, whose exception is the ``__cause__``);
-    ``retry_after`` is the wait the server asked for, if it asked.
+    ``retry_after`` is the wait the server asked for, if it asked; ``max_attempts``
+    caps the tries for a failure that more of them would rarely mend (a host name that
+    does not resolve, a port that refuses), below the policy's own cap.
     """
 
     def __init__(
-        self, problem: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        problem: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        max_attempts: int | None = None,
     ) -> None:
         super().__init__(problem)
         self.problem = problem
         self.status = status
         self.retry_after = retry_after
+        self.max_attempts = max_attempts
 
     def give_up(self, message: str) -> ApiError:
         """The error to raise once the retries are spent, its text ``message``."""
@@ -75,9 +83,11 @@ class RetryPolicy:
             except TransientFailure as failure:
                 delay = self.delay(number, failure)
                 elapsed = self.monotonic() - started
-                if number == self.max_attempts or elapsed + delay > self.deadline_seconds:
+                cap = min(self.max_attempts, failure.max_attempts or self.max_attempts)
+                if number >= cap or elapsed + delay > self.deadline_seconds:
                     raise failure.give_up(
-                        f"{name}: gave up after {number} attempts in {elapsed:.1f}s: "
+                        f"{name}: gave up after {number} attempt{'s' if number > 1 else ''} "
+                        f"in {elapsed:.1f}s: "
                         f"{failure.problem}"
                     ) from failure.__cause__
                 self.on_retry(name, failure, delay, number)

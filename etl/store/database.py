@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -100,6 +102,9 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
+        where = sqlite_location_problem(engine)
+        if where is not None:
+            raise DatabaseUnavailableError(f"cannot open the SQLite database: {where}") from exc
         first = first_line(exc)
         password = engine.url.password
         if isinstance(password, str) and len(password) >= 4:
@@ -109,6 +114,37 @@ def check_connection(engine: Engine) -> None:
         raise DatabaseUnavailableError(
             f"cannot connect to {masked(engine.url.render_as_string(hide_password=False))}: {first}"
         ) from exc
+
+
+def sqlite_location_problem(engine: Engine) -> str | None:
+    """Why SQLite cannot create or write its file where the URL puts it, naming the
+    directory; None when the location looks fine (or the database is not SQLite).
+
+    SQLite's own word for all of these is "unable to open database file". It writes
+    the -wal and -shm files beside the database, so its directory must be writable
+    even when the file itself exists.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    path = Path(database).expanduser().absolute()
+    directory = path.parent
+    if directory.exists() and not directory.is_dir():
+        return f"{directory} is a file, not a directory"
+    if not directory.is_dir():
+        missing = directory
+        while not missing.parent.exists() and missing.parent != missing:
+            missing = missing.parent
+        first = f" ({missing} is missing)" if missing != directory else ""
+        return f"directory {directory} does not exist{first}; create it first"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return (
+            f"directory {directory} is not writable by this user (SQLite creates {path.name} "
+            "and its -wal/-shm files there); choose another directory or fix its permissions"
+        )
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f"{path} is not readable and writable by this user"
+    return None
 
 
 # Long enough for any driver's message; short enough for a terminal and the ledger.

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.errors import LoadError, first_line
@@ -44,20 +45,44 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def known_revisions() -> set[str]:
+    """Every revision this version of keyledger can migrate from."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return {revision.revision for revision in script.walk_revisions()}
+
+
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at (None for an empty database)."""
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: Engine, revision: str = "head", *, wait_seconds: float | None = None) -> None:
+@dataclass(frozen=True)
+class SchemaChange:
+    """What ``upgrade`` did: the revision before (None: no schema) and after."""
+
+    before: str | None
+    after: str | None
+
+    def describe(self) -> str:
+        """``created schema at rev X``, ``upgraded A -> B`` or ``already at X``."""
+        if self.before == self.after:
+            return f"already at {self.after}"
+        if self.before is None:
+            return f"created schema at rev {self.after}"
+        return f"upgraded {self.before} -> {self.after}"
+
+
+def upgrade(
+    engine: Engine, revision: str = "head", *, wait_seconds: float | None = None
+) -> SchemaChange:
     """Apply migrations up to ``revision`` in one transaction, one process at a time.
 
     Several first runs started at once (cron on two hosts, a deploy and a sync) each
     read "empty database" and would all create the tables; the losers failed with the
     backend's raw race error. So the whole "read the revision, upgrade" step runs under
     a lock, and whoever waited for it finds the database already at ``revision`` and
-    does nothing. Raises ``MigrationLockedError`` when the lock stays held elsewhere
-    for ``wait_seconds`` (default ``MIGRATION_WAIT_SECONDS``).
+    does nothing. Returns what changed. Raises ``MigrationLockedError`` when the lock
+    stays held elsewhere for ``wait_seconds`` (default ``MIGRATION_WAIT_SECONDS``).
     """
     wait = MIGRATION_WAIT_SECONDS if wait_seconds is None else wait_seconds
     # Most calls have nothing to do (a nightly `sync --migrate`): a plain read says so
@@ -67,7 +92,8 @@ def upgrade(engine: Engine, revision: str = "head", *, wait_seconds: float | Non
     try:
         with engine.connect() as connection:
             if _at(connection, revision):
-                return
+                current = current_revision(connection)
+                return SchemaChange(current, current)
     except SQLAlchemyError as exc:
         raise LoadError(f"cannot read the schema version: {first_line(exc)}") from exc
     try:
@@ -89,13 +115,16 @@ def upgrade(engine: Engine, revision: str = "head", *, wait_seconds: float | Non
         with engine.connect().execution_options(**WRITE) as connection, connection.begin():
             # The revision is read again under the lock: a process that held it before
             # us may have done all of the work.
+            before = current_revision(connection)
             if _at(connection, revision):
-                return
+                return SchemaChange(before, before)
             command.upgrade(alembic_config(connection), revision)
+            after = current_revision(connection)
     except SQLAlchemyError as exc:
         raise LoadError(f"migration failed: {first_line(exc)}") from exc
     finally:
         lock.release()
+    return SchemaChange(before, after)
 
 
 def migration_lock_subject(engine: Engine) -> str:
@@ -124,6 +153,28 @@ def check_current(engine: Engine) -> None:
             f"the database schema is at {current or 'nothing (empty database)'}, this "
             f"keyledger needs {head}: run `keyledger db upgrade` or sync with --migrate"
         )
+
+
+def is_empty(engine: Engine) -> bool:
+    """True when the database holds no table at all (nothing there could be lost)."""
+    try:
+        return not inspect(engine).get_table_names()
+    except SQLAlchemyError as exc:
+        raise LoadError(f"cannot list the database's tables: {first_line(exc)}") from exc
+
+
+def prepare_schema(engine: Engine, *, migrate: bool, create: bool = True) -> SchemaChange | None:
+    """Make the schema ready for a sync: create it in an empty database (when
+    ``create``), upgrade an old one only when ``migrate`` says so (else
+    ``SchemaOutdatedError``); None when nothing was done.
+
+    An empty database is the first run: creating the tables cannot lose anything. An
+    old schema is another matter: its migration may take long or want a backup first,
+    so the operator asks for it.
+    """
+    change = upgrade(engine) if migrate or (create and is_empty(engine)) else None
+    check_current(engine)
+    return change if change is not None and change.before != change.after else None
 
 
 class SchemaOutdatedError(LoadError):

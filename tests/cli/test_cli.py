@@ -102,18 +102,6 @@ def test_sync_limits_to_named_workspaces(server: SimulatorServer, database_url: 
     assert workspaces == {second}
 
 
-def test_sync_refuses_an_old_schema_unless_asked_to_migrate(
-    server: SimulatorServer, tmp_path: Path
-) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    refused = invoke("sync", env=sim_env(server, url))
-    assert refused.exit_code == 1
-    assert "keyledger db upgrade" in refused.stderr
-    assert len(refused.stderr.strip().splitlines()) == 1
-    migrated = invoke("sync", "--migrate", env=sim_env(server, url))
-    assert migrated.exit_code == 0, migrated.output
-
-
 def test_upgrade_waiting_too_long_for_another_migration_exits_4(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -195,7 +195,7 @@ def test_runs_show_gives_each_workspace_and_its_error(
     failed = invoke("runs", "--database-url", database_url, "show", str(partial["id"] + 1))
     assert failed.exit_code == 0
     assert failed.stdout.startswith(f"run {partial['id'] + 1}: failed\n")
-    assert failed.stdout.count("GET /keys: gave up after 1 attempts") == 2
+    assert failed.stdout.count("GET /keys: gave up after 1 attempt") == 2
 
 
 def test_runs_show_of_an_unknown_run_is_one_line_exit_1(database_url: str) -> None:
@@ -464,7 +464,7 @@ def test_an_account_whose_listing_failed_is_shown_with_its_error(
     )
     [account] = detail["workspaces"]
     assert (account["workspace_id"], account["status"]) == ("*", "failed")
-    assert account["error"].startswith("GET /workspaces: gave up after 1 attempts")
+    assert account["error"].startswith("GET /workspaces: gave up after 1 attempt")
     # Not a workspace: status has nothing synced to show.
     status = as_json(invoke("status", "--format", "json", "--database-url", database_url))
     assert status["workspaces"] == [] and status["ok"] is False

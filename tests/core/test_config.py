@@ -323,3 +323,14 @@ def test_bad_workspace_concurrency_in_the_environment_is_one_line(
     message = str(caught.value)
     assert message.startswith("KEYLEDGER_WORKSPACE_CONCURRENCY: 'workspace_concurrency' should be")
     assert expected in message and "\n" not in message
+
+
+def test_settings_say_where_the_database_url_and_the_key_come_from(tmp_path: Path) -> None:
+    path = write(tmp_path, 'database_url = "sqlite:///from-file.db"\n')
+    assert load_settings(path, env=KEY).database_url_source == f"{path}: 'database_url'"
+    from_env = load_settings(path, env={**KEY, "KEYLEDGER_DATABASE_URL": "sqlite:///e.db"})
+    assert from_env.database_url_source == "environment variable KEYLEDGER_DATABASE_URL"
+    from_option = load_settings(path, env=KEY, database_url="sqlite:///o.db")
+    assert from_option.database_url_source == "--database-url"
+    assert load_settings(env=KEY).database_url_source == "the default database_url"
+    assert from_option.accounts[0].key_source == "environment variable OPENROUTER_MANAGEMENT_KEY"

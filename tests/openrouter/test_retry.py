@@ -127,7 +127,7 @@ def test_no_sleep_would_end_past_the_deadline() -> None:
 def test_retry_after_past_the_deadline_gives_up_without_waiting() -> None:
     clock = Clock()
     attempt, calls = failing(TransientFailure("HTTP 429", status=429, retry_after=100.0))
-    with pytest.raises(ApiStatusError, match="gave up after 1 attempts"):
+    with pytest.raises(ApiStatusError, match="gave up after 1 attempt in"):
         policy(clock, deadline_seconds=10.0, max_retry_after_seconds=600.0).call(
             attempt, name="GET /keys"
         )
@@ -144,3 +144,12 @@ def test_each_retry_is_reported_before_its_wait() -> None:
 
     policy(clock, on_retry=on_retry).call(attempt, name="GET /workspaces")
     assert seen == [("GET /workspaces", "HTTP 502", 2.0, 1, 0)]
+
+
+def test_a_failure_may_cap_its_own_attempts_below_the_policy() -> None:
+    # A host name that does not resolve gets one quick retry, whatever max_attempts says.
+    clock = Clock()
+    attempt, calls = failing(*[TransientFailure("does not resolve", max_attempts=2)] * 9)
+    with pytest.raises(ApiUnavailableError, match="gave up after 2 attempts"):
+        policy(clock, max_attempts=6).call(attempt, name="GET /keys")
+    assert calls == [1, 2] and len(clock.sleeps) == 1 and clock.sleeps[0] <= 0.5
