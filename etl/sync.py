@@ -7,6 +7,12 @@ failed, counting nothing; the others still commit. When the database cannot even
 a failure, the run stops there, still reports what committed before (partial), and
 tries once more to write the ledger rows it owes and close the run. ``--dry-run`` runs
 the same code inside one outer transaction that is rolled back at the end.
+
+A run given a ``Stop`` (the CLI requests it on SIGINT and SIGTERM) stops promptly: the
+workspaces in flight roll back and are recorded interrupted, the rest not attempted,
+the finished ones stay committed, and the run is closed ``interrupted`` with the signal
+in sync_runs.error. Each account's workspaces go least recently synced first
+(etl/store/recency.py), so repeated interrupts still get through all of them.
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.clock import utcnow
 from etl.core.config import Account, Settings, WorkspaceSpec
-from etl.core.errors import ApiError, LoadError
+from etl.core.errors import ApiError, Interrupted, LoadError
 from etl.core.statuses import RunStatus, WorkspaceStatus
+from etl.core.stop import Stop
 from etl.openrouter.client import OpenRouterClient, client_for
 from etl.openrouter.extract import ClientFactory, resolve_workspaces
-from etl.store import locks, runs
+from etl.store import locks, recency, runs
 from etl.store.counts import PageCounts
 from etl.store.database import one_line
 from etl.store.transactions import Units
@@ -63,12 +70,15 @@ class SyncResult:
     seconds: float
     dry_run: bool = False
     error: str | None = None  # why the run stopped short (the database failed)
+    interrupted: str | None = None  # the signal that stopped the run ("SIGTERM"), if one did
 
     @property
     def status(self) -> RunStatus:
-        """ok (nothing failed; workspaces another run had are skipped), partial (some
-        failed, or the database failed after some committed), failed (none synced) or
-        locked (every workspace held by another run)."""
+        """interrupted (stopped by a signal), ok (nothing failed; workspaces another run
+        had are skipped), partial (some failed, or the database failed after some
+        committed), failed (none synced) or locked (every workspace held by another run)."""
+        if self.interrupted is not None:
+            return RunStatus.INTERRUPTED
         states = {w.status for w in self.workspaces}
         some_ok = RunStatus.PARTIAL if WorkspaceStatus.OK in states else RunStatus.FAILED
         if self.error is not None:
@@ -86,8 +96,12 @@ class SyncResult:
         for w in self.workspaces:
             total.add(w.counts)
         prefix = "sync (dry run, nothing written)" if self.dry_run else "sync"
+        if self.interrupted is not None:
+            prefix += f" interrupted by {self.interrupted}"
         delisted = by.count(WorkspaceStatus.DELISTED)
         gone = f", {delisted} no longer listed" if delisted else ""
+        cut = by.count(WorkspaceStatus.INTERRUPTED)
+        gone += f", {cut} interrupted (rolled back)" if cut else ""
         return (
             f"{prefix}: {by.count(WorkspaceStatus.OK)} workspaces ok, "
             f"{by.count(WorkspaceStatus.FAILED)} failed, "
@@ -105,15 +119,18 @@ def run_sync(
     dry_run: bool = False,
     wait_seconds: float = 0.0,
     client_factory: ClientFactory | None = None,
+    stop: Stop | None = None,
 ) -> SyncResult:
     """Sync every configured workspace of every account; never raises for one workspace.
 
     A database failure before any workspace committed raises LoadError. After one
     committed, it ends the run early instead: the result says why (``error``) and
-    counts as partial, so the work already committed is still reported.
+    counts as partial, so the work already committed is still reported. Once ``stop``
+    is requested the run ends as soon as it safely can (``interrupted``).
     """
     started = time.monotonic()
-    make_client = client_factory or client_for
+    stop = stop or Stop()
+    make_client = client_factory or (lambda account: client_for(account, stop))
     token = str(uuid.uuid4())
     run_lock = None
     units = Units(engine, dry_run=dry_run)
@@ -127,9 +144,9 @@ def run_sync(
         with units.unit() as connection:
             run_id = runs.start_run(connection, dry_run=dry_run, lock_token=token)
         lost = _sync_accounts(
-            units, settings, make_client, run_id, run_started, wait_seconds, results
+            units, settings, make_client, run_id, run_started, wait_seconds, results, stop
         )
-        outcome = SyncResult(run_id, results, 0.0, dry_run)
+        outcome = SyncResult(run_id, results, 0.0, dry_run, interrupted=stop.signal_name)
         if lost is not None:
             outcome.error = f"the database failed, so the run stopped: {one_line(lost)}"
         unclosed = _record_end(units, run_id, outcome)
@@ -160,21 +177,34 @@ def _sync_accounts(
     run_started: datetime,
     wait_seconds: float,
     results: list[WorkspaceResult],
+    stop: Stop,
 ) -> SQLAlchemyError | None:
     """Sync every account's workspaces into ``results``; returns the database failure
-    that stopped the run early, if one did."""
+    that stopped the run early, if one did. Once ``stop`` is requested no further
+    account is listed."""
     for account in settings.accounts:
+        if stop.requested:
+            break
         with make_client(account) as client:
             try:
                 workspaces = resolve_workspaces(client, account.workspaces)
+                stop.check()
+            except Interrupted:
+                break
             except ApiError as exc:
                 results.append(
                     WorkspaceResult(account.name, "*", WorkspaceStatus.FAILED, error=one_line(exc))
                 )
                 log.info("account %s: cannot list workspaces: %s", account.name, exc)
                 continue
+            try:
+                with units.unit() as connection:
+                    synced = recency.last_synced(connection, account.name)
+            except SQLAlchemyError as exc:
+                return exc
+            oldest_first = recency.least_recently_synced(workspaces, synced)
             loaded, not_attempted = load_workspaces(
-                units, client, run_id, run_started, account, workspaces, wait_seconds
+                units, client, run_id, run_started, account, oldest_first, wait_seconds, stop
             )
             results.extend(result for result, _ in loaded)
             lost = next((cause for _, cause in loaded if cause is not None), None)
@@ -242,7 +272,10 @@ def _record_end(units: Units, run_id: int, outcome: SyncResult) -> SQLAlchemyErr
                     record_unopened(connection, run_id, result)
                 else:
                     close_ledger_row(connection, result.ledger_id, result)
-            runs.finish_run(connection, run_id, status, error=outcome.error)
+            error = outcome.error
+            if outcome.interrupted is not None:
+                error = "; ".join(filter(None, [f"interrupted by {outcome.interrupted}", error]))
+            runs.finish_run(connection, run_id, status, error=error)
     except SQLAlchemyError as exc:
         log.info("run %s: cannot record its end: %s", run_id, one_line(exc))
         return exc

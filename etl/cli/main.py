@@ -1,7 +1,8 @@
 """The ``keyledger`` command: parse options, build settings, call the library, report.
 
 No SQL, no HTTP and no retry logic here; errors map to the exit codes of DESIGN.md:
-0 everything synced, 1 failure, 2 usage error, 3 partial, 4 locked.
+0 everything synced, 1 failure, 2 usage error, 3 partial, 4 locked; a sync stopped
+by SIGINT or SIGTERM exits 130 or 143 (etl/cli/signals.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import NoReturn
 import click
 
 from etl import __version__
+from etl.cli import signals
 from etl.cli.memory import limit_heap_growth
 from etl.cli.simulate import simulate
 from etl.core.config import Settings, load_database_url, load_settings
@@ -122,14 +124,19 @@ def sync(
     wait_seconds: float,
 ) -> None:
     """One sync run: every key of every configured workspace into the database."""
+    stop = signals.stop_on_signals()
     settings = build_settings(config_path, workspaces, database_url)
     try:
         with open_engine(settings.database_url) as engine:
             if migrate:
                 upgrade(engine)
             check_current(engine)
-            result = run_sync(engine, settings, dry_run=dry_run, wait_seconds=wait_seconds)
+            result = run_sync(
+                engine, settings, dry_run=dry_run, wait_seconds=wait_seconds, stop=stop
+            )
     except KeyledgerError as exc:
+        if stop.signal_name is not None:
+            fail(str(exc), signals.exit_code(stop.signal_name))
         fail(str(exc), EXIT_LOCKED if isinstance(exc, MigrationLockedError) else EXIT_FAILURE)
     for workspace in result.workspaces:
         if workspace.status != WorkspaceStatus.OK:
@@ -141,6 +148,8 @@ def sync(
     if result.error is not None:
         click.echo(f"keyledger: error: {result.error}", err=True)
     click.echo(result.summary(), err=True)
+    if result.interrupted is not None:
+        sys.exit(signals.exit_code(result.interrupted))
     codes = {RunStatus.OK: EXIT_OK, RunStatus.PARTIAL: EXIT_PARTIAL, RunStatus.LOCKED: EXIT_LOCKED}
     sys.exit(codes.get(result.status, EXIT_FAILURE))
 
@@ -315,4 +324,8 @@ def report(
 def main() -> None:
     """Console-script entry point."""
     limit_heap_growth()  # before any fetch thread exists
-    cli(prog_name="keyledger")
+    try:
+        cli(prog_name="keyledger")
+    except SystemExit as done:
+        signals.leave_if_stopped(done.code)
+        raise

@@ -9,7 +9,8 @@
     │   ├── PayloadError       a response body or key object that does not parse
     │   ├── PaginationError    the listing does not advance (offset ignored, page repeated)
     │   └── ServerClockError   the server's Date jumped implausibly (etl.server_clock)
-    └── LoadError              writing to the database
+    ├── LoadError              writing to the database
+    └── Interrupted            the run was told to stop (SIGINT, SIGTERM; exit 130, 143)
 
 Lower-level exceptions (httpx, json, SQLAlchemy) are translated once, at the module
 that sees them, with ``raise ... from exc``. No message ever contains the management
@@ -31,6 +32,14 @@ class ConfigError(KeyledgerError):
 
 class LoadError(KeyledgerError):
     """The database could not be written or read as expected."""
+
+
+class Interrupted(KeyledgerError):
+    """The run was told to stop (a signal); ``signal_name`` says by what ("SIGTERM")."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(f"interrupted by {signal_name}")
+        self.signal_name = signal_name
 
 
 class ApiError(KeyledgerError):
