@@ -192,7 +192,9 @@ def sync_workspace(
             account.name,
             attempt.workspace_id,
             WorkspaceStatus.INTERRUPTED if cut else WorkspaceStatus.FAILED,
-            error=f"{error}: rolled back, nothing of it kept" if cut else one_line(error),
+            error=f"the run was {error}; rolled back, nothing of it kept"
+            if cut
+            else one_line(error),
             key_refused=isinstance(error, AuthError),
             ledger_id=ledger_id,
         )

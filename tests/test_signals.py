@@ -132,7 +132,7 @@ def check_interrupted_run(
     for _, status, error in rows:
         assert status in {"ok", "interrupted", "skipped"}, rows
         if status == "interrupted":
-            assert error == f"interrupted by {name}: rolled back, nothing of it kept"
+            assert error == f"the run was interrupted by {name}; rolled back, nothing of it kept"
         if status == "skipped":
             assert error == f"not attempted: the run was interrupted by {name}"
     assert f"{len(committed)} workspaces ok" in summary

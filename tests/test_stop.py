@@ -125,7 +125,7 @@ def test_a_stop_rolls_back_the_workspace_in_flight_and_starts_no_other(
     assert rows[first] == ("ok", None)
     assert rows[second] == (
         "interrupted",
-        "interrupted by SIGTERM: rolled back, nothing of it kept",
+        "the run was interrupted by SIGTERM; rolled back, nothing of it kept",
     )
     assert count(engine, ApiKey, ApiKey.workspace_id == first) == 250
     assert count(engine, ApiKey, ApiKey.workspace_id == second) == 0  # rolled back
