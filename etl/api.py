@@ -35,6 +35,7 @@ from etl.core.errors import (
 from etl.core.exit_codes import EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, exit_code_of
 from etl.core.progress import NO_OBSERVER, SyncObserver
 from etl.core.statuses import WorkspaceStatus
+from etl.core.stop import Stop
 from etl.store.database import open_engine
 from etl.store.migrations import MigrationLockedError, SchemaOutdatedError, prepare_schema
 from etl.sync import SyncResult, run_sync
@@ -137,6 +138,7 @@ def sync(
     wait_seconds: float = 0.0,
     check: bool = False,
     observer: SyncObserver = NO_OBSERVER,
+    stop: Stop | None = None,
 ) -> SyncReport:
     """Run one sync of every configured workspace into ``settings.database_url``.
 
@@ -145,7 +147,8 @@ def sync(
     writes nothing; ``wait_seconds`` waits that long for workspaces another run holds
     (else they are skipped); ``check`` raises SyncFailedError unless the run ended ok;
     ``observer`` hears each workspace start, fetch its pages and end (from the threads
-    that sync them).
+    that sync them); ``stop``, once requested (from a signal handler, say), ends the run
+    soon: the workspaces in flight roll back, the run is recorded interrupted.
     """
     with open_engine(settings.database_url) as engine:
         # A dry run writes nothing, so it leaves an empty database empty too.
@@ -156,6 +159,7 @@ def sync(
             dry_run=dry_run,
             wait_seconds=wait_seconds,
             observer=observer,
+            stop=stop,
         )
     report = _report(result, None if change is None else change.describe())
     refused = _refused_everywhere(report, several_accounts=len(settings.accounts) > 1)
@@ -194,7 +198,7 @@ def _report(result: SyncResult, schema_change: str | None) -> SyncReport:
     return SyncReport(
         run_id=result.run_id,
         status=str(status),
-        exit_code=exit_code_of(status),
+        exit_code=exit_code_of(status, result.interrupted),
         dry_run=result.dry_run,
         workspaces_ok=states.count(WorkspaceStatus.OK),
         workspaces_failed=states.count(WorkspaceStatus.FAILED),

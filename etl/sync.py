@@ -7,6 +7,12 @@ failed, counting nothing; the others still commit. When the database cannot even
 a failure, the run stops there, still reports what committed before (partial), and
 tries once more to write the ledger rows it owes and close the run. ``--dry-run`` runs
 the same code inside one outer transaction that is rolled back at the end.
+
+A run given a ``Stop`` (the CLI requests it on SIGINT and SIGTERM) stops promptly: the
+workspaces in flight roll back and are recorded interrupted, the rest not attempted,
+the finished ones stay committed, and the run is closed ``interrupted`` with the signal
+in sync_runs.error. Each account's workspaces go least recently synced first
+(etl/store/recency.py), so repeated interrupts still get through all of them.
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.clock import utcnow
 from etl.core.config import Account, Settings, WorkspaceSpec
-from etl.core.errors import ApiError, AuthError, LoadError
+from etl.core.errors import ApiError, AuthError, Interrupted, LoadError
 from etl.core.log_context import log_fields
 from etl.core.progress import NO_OBSERVER, SyncObserver
 from etl.core.statuses import RunStatus, WorkspaceStatus
+from etl.core.stop import Stop
 from etl.openrouter.client import OpenRouterClient, client_for
 from etl.openrouter.extract import ClientFactory, resolve_workspaces
-from etl.store import locks, runs
+from etl.store import locks, recency, runs
 from etl.store.counts import PageCounts
 from etl.store.database import one_line
 from etl.store.transactions import Units
@@ -71,12 +78,15 @@ class SyncResult:
     error: str | None = None  # why the run stopped short (the database failed)
     requests: int = 0  # sent to the API, retries included
     retries: int = 0  # requests sent again after a transient failure (429, 5xx, timeout)
+    interrupted: str | None = None  # the signal that stopped the run ("SIGTERM"), if one did
 
     @property
     def status(self) -> RunStatus:
-        """ok (nothing failed; workspaces another run had are skipped), partial (some
-        failed, or the database failed after some committed), failed (none synced) or
-        locked (every workspace held by another run)."""
+        """interrupted (stopped by a signal), ok (nothing failed; workspaces another run
+        had are skipped), partial (some failed, or the database failed after some
+        committed), failed (none synced) or locked (every workspace held by another run)."""
+        if self.interrupted is not None:
+            return RunStatus.INTERRUPTED
         states = {w.status for w in self.workspaces}
         some_ok = RunStatus.PARTIAL if WorkspaceStatus.OK in states else RunStatus.FAILED
         if self.error is not None:
@@ -98,6 +108,7 @@ class SyncResult:
             "workspaces_failed": by.count(WorkspaceStatus.FAILED),
             "workspaces_skipped": by.count(WorkspaceStatus.SKIPPED),
             "workspaces_delisted": by.count(WorkspaceStatus.DELISTED),
+            "workspaces_interrupted": by.count(WorkspaceStatus.INTERRUPTED),
             "keys_seen": total.seen,
             "keys_new": total.new,
             "keys_changed": total.changed,
@@ -112,8 +123,12 @@ class SyncResult:
         """The one line a run prints on stderr."""
         f = self.figures()
         prefix = "sync (dry run, nothing written)" if self.dry_run else "sync"
+        if self.interrupted is not None:
+            prefix += f" interrupted by {self.interrupted}"
         delisted = f["workspaces_delisted"]
         gone = f", {delisted} no longer listed" if delisted else ""
+        cut = f["workspaces_interrupted"]
+        gone += f", {cut} interrupted (rolled back)" if cut else ""
         # Retries that ended well are only counted here, not logged as warnings.
         return (
             f"{prefix}: {f['workspaces_ok']} workspaces ok, {f['workspaces_failed']} failed, "
@@ -133,6 +148,7 @@ def run_sync(
     wait_seconds: float = 0.0,
     client_factory: ClientFactory | None = None,
     observer: SyncObserver = NO_OBSERVER,
+    stop: Stop | None = None,
 ) -> SyncResult:
     """Sync every configured workspace of every account; never raises for one workspace.
     ``observer`` hears each workspace start, fetch its pages and end (from the threads
@@ -140,13 +156,15 @@ def run_sync(
 
     A database failure before any workspace committed raises LoadError. After one
     committed, it ends the run early instead: the result says why (``error``) and
-    counts as partial, so the work already committed is still reported.
+    counts as partial, so the work already committed is still reported. Once ``stop``
+    is requested the run ends as soon as it safely can (``interrupted``).
     """
     started = time.monotonic()
+    stop = stop or Stop()
     clients: list[OpenRouterClient] = []  # their counters go into the summary
 
     def make_client(account: Account) -> OpenRouterClient:
-        client = (client_factory or client_for)(account)
+        client = client_factory(account) if client_factory else client_for(account, stop)
         clients.append(client)
         return client
 
@@ -164,9 +182,17 @@ def run_sync(
             run_id = runs.start_run(connection, dry_run=dry_run, lock_token=token)
         with log_fields(run_id=run_id):
             lost = _sync_accounts(
-                units, settings, make_client, run_id, run_started, wait_seconds, results, observer
+                units,
+                settings,
+                make_client,
+                run_id,
+                run_started,
+                wait_seconds,
+                results,
+                observer,
+                stop,
             )
-        outcome = SyncResult(run_id, results, 0.0, dry_run)
+        outcome = SyncResult(run_id, results, 0.0, dry_run, interrupted=stop.signal_name)
         if lost is not None:
             outcome.error = f"the database failed, so the run stopped: {one_line(lost)}"
         unclosed = _record_end(units, run_id, outcome)
@@ -200,13 +226,20 @@ def _sync_accounts(
     wait_seconds: float,
     results: list[WorkspaceResult],
     observer: SyncObserver,
+    stop: Stop,
 ) -> SQLAlchemyError | None:
     """Sync every account's workspaces into ``results``; returns the database failure
-    that stopped the run early, if one did."""
+    that stopped the run early, if one did. Once ``stop`` is requested no further
+    account is listed."""
     for account in settings.accounts:
+        if stop.requested:
+            break
         with make_client(account) as client, log_fields(account=account.name):
             try:
                 workspaces = resolve_workspaces(client, account.workspaces)
+                stop.check()
+            except Interrupted:
+                break
             except ApiError as exc:
                 results.append(
                     WorkspaceResult(
@@ -221,8 +254,22 @@ def _sync_accounts(
                 # Written at the run's end, so `keyledger runs show` names the failure.
                 results[-1].ledger_pending = True
                 continue
+            try:
+                with units.unit() as connection:
+                    synced = recency.last_synced(connection, account.name)
+            except SQLAlchemyError as exc:
+                return exc
+            oldest_first = recency.least_recently_synced(workspaces, synced)
             loaded, not_attempted = load_workspaces(
-                units, client, run_id, run_started, account, workspaces, wait_seconds, observer
+                units,
+                client,
+                run_id,
+                run_started,
+                account,
+                oldest_first,
+                wait_seconds,
+                observer=observer,
+                stop=stop,
             )
             results.extend(result for result, _ in loaded)
             lost = next((cause for _, cause in loaded if cause is not None), None)
@@ -301,7 +348,10 @@ def _record_end(units: Units, run_id: int, outcome: SyncResult) -> SQLAlchemyErr
                     record_unopened(connection, run_id, result)
                 else:
                     close_ledger_row(connection, result.ledger_id, result)
-            runs.finish_run(connection, run_id, status, error=outcome.error)
+            error = outcome.error
+            if outcome.interrupted is not None:
+                error = "; ".join(filter(None, [f"interrupted by {outcome.interrupted}", error]))
+            runs.finish_run(connection, run_id, status, error=error)
     except SQLAlchemyError as exc:
         log.info("run %s: cannot record its end: %s", run_id, one_line(exc))
         return exc

@@ -4,7 +4,8 @@ An account's workspaces load ``workspace_concurrency`` at a time (PostgreSQL and
 MariaDB; SQLite and dry runs one at a time), each with its own lock, ledger row,
 connection and transaction (etl/workspace_sync.py), so each is as atomic as it is one
 by one; outcomes keep the workspaces' order. After a workspace ends with the key
-refused or the database dead, no other starts: each gets a not-attempted ledger row.
+refused or the database dead, or once the run is stopped (a signal), no other starts:
+each gets a not-attempted ledger row.
 """
 
 from __future__ import annotations
@@ -18,13 +19,21 @@ from datetime import datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.config import Account, WorkspaceSpec
+from etl.core.errors import Interrupted
 from etl.core.log_context import ContextThreadPoolExecutor, log_fields
 from etl.core.progress import NO_OBSERVER, SyncObserver
 from etl.core.statuses import WorkspaceStatus
+from etl.core.stop import Stop
 from etl.openrouter.client import OpenRouterClient
 from etl.store.database import one_line
 from etl.store.transactions import Units
-from etl.workspace_sync import Turns, Unrecorded, WorkspaceResult, sync_workspace
+from etl.workspace_sync import (
+    Turns,
+    Unrecorded,
+    WorkspaceResult,
+    interrupted_reason,
+    sync_workspace,
+)
 
 # Why a workspace of the run was not attempted (its ledger row says so).
 KEY_REFUSED = "not attempted: the management key was refused"
@@ -43,10 +52,12 @@ def load_workspaces(
     workspaces: list[WorkspaceSpec],
     wait_seconds: float,
     observer: SyncObserver = NO_OBSERVER,
+    stop: Stop | None = None,
 ) -> tuple[list[Outcome], str | None]:
     """Sync the account's listed workspaces; their outcomes in the workspaces' order, and
-    why the run stopped starting them (``KEY_REFUSED``, ``DATABASE_FAILED``), if it did."""
-    job = _Job(units, client, run_id, run_started, account, wait_seconds, observer)
+    why the run stopped starting them (``KEY_REFUSED``, ``DATABASE_FAILED``, or the
+    ``stop`` was requested), if it did."""
+    job = _Job(units, client, run_id, run_started, account, wait_seconds, observer, stop or Stop())
     at_once = _workspaces_at_once(units, account)
     if at_once == 1:
         return _load_one_by_one(job, workspaces)
@@ -81,6 +92,7 @@ class _Job:
     account: Account
     wait_seconds: float
     observer: SyncObserver
+    stop: Stop
     turns: Turns = field(default_factory=Turns)
 
     def load(
@@ -100,6 +112,7 @@ class _Job:
                     accepted=accepted,
                     turns=self.turns,
                     observer=self.observer,
+                    stop=self.stop,
                 )
         except Unrecorded as exc:
             return exc.result, exc.cause
@@ -120,6 +133,12 @@ class _Job:
         )
         skipped.ledger_pending = True
         return skipped, None
+
+    def stopped(self) -> str | None:
+        """Why no further workspace starts once the run is stopped, if it is."""
+        if not self.stop.requested:
+            return None
+        return interrupted_reason(Interrupted(self.stop.signal_name or "a stop request"))
 
 
 def _stop_reason(outcome: Outcome) -> str | None:
@@ -143,9 +162,13 @@ def _load_one_by_one(
         if not_attempted is not None:
             outcomes.append(job.not_attempted(workspace, not_attempted))
             continue
+        not_attempted = job.stopped()
+        if not_attempted is not None:
+            outcomes.append(job.not_attempted(workspace, not_attempted))
+            continue
         outcome = job.load(workspace)
         outcomes.append(outcome)
-        not_attempted = _stop_reason(outcome)
+        not_attempted = _stop_reason(outcome) or job.stopped()
     return outcomes, not_attempted
 
 
@@ -192,7 +215,7 @@ def _load_at_once(
                     flights[-1].going.wait()
                 slots.acquire()
                 so_far = [f.outcome for f in flights if f.outcome is not None]
-                not_attempted = next(filter(None, map(_stop_reason, so_far)), None)
+                not_attempted = next(filter(None, map(_stop_reason, so_far)), job.stopped())
                 if not_attempted is not None:
                     slots.release()
             if not_attempted is not None:
@@ -208,4 +231,4 @@ def _load_at_once(
     ended = [outcome for outcome in outcomes if outcome is not None]
     # One that ended so after the last start still says why the rest (delisted
     # workspaces) is not attempted.
-    return ended, not_attempted or next(filter(None, map(_stop_reason, ended)), None)
+    return ended, not_attempted or next(filter(None, map(_stop_reason, ended)), job.stopped())

@@ -6,8 +6,10 @@ a workspace's keys from a run or none. A workspace that fails is rolled back and
 recorded as failed, counting nothing. A transaction the database rolled back to break a
 deadlock is run again from the start, alone (``Turns``). ``--dry-run`` runs the same
 code inside one outer transaction that is rolled back at the end (``Units``,
-etl/store/transactions.py: workspaces become savepoints). etl/workspace_pool.py decides
-which workspaces load at once; etl/sync.py runs the whole sync.
+etl/store/transactions.py: workspaces become savepoints). A run stopped by a signal
+(``Stop``) rolls the workspace back the same way and records it ``interrupted``.
+etl/workspace_pool.py decides which workspaces load at once; etl/sync.py runs the
+whole sync.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from etl import server_clock
 from etl.core.config import Account, WorkspaceSpec
-from etl.core.errors import ApiError, AuthError
+from etl.core.errors import ApiError, AuthError, Interrupted
 from etl.core.progress import NO_OBSERVER, SyncObserver
 from etl.core.statuses import WorkspaceStatus
+from etl.core.stop import Stop
 from etl.openrouter.client import OpenRouterClient
 from etl.openrouter.confirm import confirm_each, confirm_missing
 from etl.store import locks, runs
@@ -45,7 +48,7 @@ class WorkspaceResult:
 
     account: str
     workspace_id: str
-    status: WorkspaceStatus  # ok, failed, skipped, or delisted (its keys confirmed)
+    status: WorkspaceStatus  # ok, failed, skipped, interrupted, or delisted (keys confirmed)
     counts: PageCounts = field(default_factory=PageCounts)
     pages: int = 0
     deleted: int = 0
@@ -105,11 +108,14 @@ def sync_workspace(
     accepted: Callable[[], None] = lambda: None,
     turns: Turns | None = None,
     observer: SyncObserver = NO_OBSERVER,
+    stop: Stop | None = None,
 ) -> WorkspaceResult:
     """Sync one workspace in its own transaction and record how it ended; when
     discovery no longer lists it (``delisted``), confirm each of its keys instead.
     ``accepted`` is called when a page of its listing arrives; ``turns`` is shared by
-    the workspaces loading at once; ``observer`` hears it start, fetch and end.
+    the workspaces loading at once; ``observer`` hears it start, fetch and end. Once
+    ``stop`` is requested the workspace is not started (skipped) or, in flight, rolled
+    back and recorded interrupted.
 
     Raises SQLAlchemyError when the database fails outside that transaction (the
     workspace's lock or ledger row), and Unrecorded when it cannot record a failure.
@@ -128,6 +134,7 @@ def sync_workspace(
             accepted=accepted,
             turns=turns or Turns(),
             observer=observer,
+            stop=stop or Stop(),
         )
         ended = result.status
         return result
@@ -148,9 +155,17 @@ def _sync_workspace(
     accepted: Callable[[], None],
     turns: Turns,
     observer: SyncObserver,
+    stop: Stop,
 ) -> WorkspaceResult:
     """sync_workspace, less telling the observer how it ended."""
-    lock = locks.acquire(units.engine, workspace.id, wait_seconds=wait_seconds)
+    try:
+        stop.check()
+        lock = locks.acquire(
+            units.engine, workspace.id, wait_seconds=wait_seconds, sleep=stop.pause
+        )
+    except Interrupted as exc:
+        with units.unit() as connection:
+            return _skip(connection, run_id, account, workspace, interrupted_reason(exc))
     if lock is None:
         reason = f"held by another run ({runs.holder(units.engine, workspace.id)})"
         with units.unit() as connection:
@@ -198,6 +213,7 @@ def _sync_workspace(
                             fetched=lambda keys: observer.page_fetched(
                                 account.name, workspace.id, keys
                             ),
+                            stop=stop,
                         )
                     close_ledger_row(connection, ledger_id, attempt)
                 counts = attempt.counts
@@ -217,21 +233,25 @@ def _sync_workspace(
                     # alone this time, so it cannot meet the same deadlock again.
                     log.info("workspace %s: deadlock, tried again: %s", workspace.id, one_line(exc))
                     continue
-                error: ApiError | SQLAlchemyError = exc
-            except ApiError as exc:
+                error: ApiError | SQLAlchemyError | Interrupted = exc
+            except (ApiError, Interrupted) as exc:
                 error = exc
             break
-        # The attempt's counts rolled back with its rows: a failed workspace counts
-        # nothing, so the ledger and the summary describe only what was committed.
+        # The attempt's counts rolled back with its rows: a failed (or interrupted)
+        # workspace counts nothing, so the ledger and the summary describe only what was
+        # committed.
+        cut = isinstance(error, Interrupted)
         failed = WorkspaceResult(
             account.name,
             attempt.workspace_id,
-            WorkspaceStatus.FAILED,
-            error=one_line(error),
+            WorkspaceStatus.INTERRUPTED if cut else WorkspaceStatus.FAILED,
+            error=f"the run was {error}; rolled back, nothing of it kept"
+            if cut
+            else one_line(error),
             key_refused=isinstance(error, AuthError),
             ledger_id=ledger_id,
         )
-        log.info("workspace %s failed: %s", workspace.id, failed.error)
+        log.info("workspace %s %s: %s", workspace.id, failed.status, failed.error)
         try:
             with units.unit() as connection:
                 close_ledger_row(connection, ledger_id, failed)
@@ -258,6 +278,11 @@ def _deadlocked(exc: SQLAlchemyError) -> bool:
         return True
     args: tuple[object, ...] = getattr(orig, "args", ())
     return bool(args) and args[0] in _DEADLOCK_ERRNOS  # PyMySQL: (errno, message)
+
+
+def interrupted_reason(interrupted: Interrupted) -> str:
+    """Why a workspace the stopped run did not start is skipped (its ledger row says so)."""
+    return f"not attempted: the run was {interrupted}"
 
 
 def _skip(
@@ -304,17 +329,20 @@ def _load_workspace(
     accepted: Callable[[], None],
     *,
     fetched: Callable[[int], None],
+    stop: Stop,
 ) -> None:
     """List, load, confirm the missing, mark the deleted: all inside ``connection``'s
     transaction. ``accepted`` is called as each page arrives, ``fetched`` with its
-    number of keys once it is loaded."""
+    number of keys once it is loaded; a ``stop`` ends it between pages (Interrupted)."""
     load = WorkspaceLoad(
         connection, sync_run_id=run_id, ledger_id=ledger_id, requested_as=workspace.id
     )
     for page in client.iter_key_pages(workspace.id, expected_keys=load.live_keys_before()):
         accepted()
+        stop.check()
         load.add_page(page.records, page.server_time)
         fetched(len(page.records))
+    stop.check()
     missing = load.missing_keys()
     result.workspace_id = load.workspace_id
     # Offset paging can skip a key while others are deleted: ask before marking.

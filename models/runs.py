@@ -26,7 +26,8 @@ class SyncRun(Base):
     status: Mapped[str] = mapped_column(
         String(16),
         comment="running, ok (every workspace synced), partial (some failed or were "
-        "skipped), failed (none synced) or abandoned (the process died mid-run).",
+        "skipped), failed (none synced), abandoned (the process died mid-run) or "
+        "interrupted (stopped by SIGINT or SIGTERM, named in error).",
     )
     keyledger_version: Mapped[str] = mapped_column(
         String(64), comment="Version of keyledger that ran."
@@ -42,7 +43,9 @@ class SyncRun(Base):
         Boolean, comment="True for --dry-run (such runs are rolled back and never stored)."
     )
     error: Mapped[str | None] = mapped_column(
-        Text, comment="Why the run failed as a whole (no secrets); NULL otherwise."
+        Text,
+        comment="Why the run failed as a whole or stopped short, e.g. 'interrupted by "
+        "SIGTERM' (no secrets); NULL otherwise.",
     )
 
 
@@ -70,8 +73,9 @@ class SyncRunWorkspace(Base):
     )
     status: Mapped[str] = mapped_column(
         String(16),
-        comment="running, ok, failed, skipped (held by another run), abandoned, or delisted "
-        "(no longer listed by GET /workspaces: its keys were confirmed one by one).",
+        comment="running, ok, failed, skipped (held by another run, or not attempted), "
+        "abandoned, interrupted (its run was stopped while it loaded: rolled back), or "
+        "delisted (no longer listed by GET /workspaces: its keys were confirmed one by one).",
     )
     started_at: Mapped[datetime] = mapped_column(
         UtcDateTime, comment="Local clock (UTC) when this workspace started."

@@ -1,7 +1,8 @@
 """The ``keyledger`` command: parse options, build settings, call the library, report.
 
 No SQL, no HTTP and no retry logic here; errors map to the exit codes of DESIGN.md
-(etl/cli/exit_codes.py). Every command takes the global options (etl/cli/global_options.py)
+(etl/core/exit_codes.py); a sync stopped by SIGINT or SIGTERM exits 130 or 143
+(etl/cli/signals.py). Every command takes the global options (etl/cli/global_options.py)
 and logs through etl/cli/logs.py, configured once before it runs.
 """
 
@@ -15,6 +16,7 @@ from typing import NoReturn
 import click
 
 from etl import __version__, api
+from etl.cli import signals
 from etl.cli.config_check import config_group
 from etl.cli.global_options import KeyledgerGroup, with_global_options
 from etl.cli.history import runs, status
@@ -32,9 +34,11 @@ from etl.core.exit_codes import (
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_USAGE,
+    exit_code_of_signal,
     exit_code_table,
 )
 from etl.core.redact import url_secret
+from etl.core.stop import Stop
 from etl.demo import DEFAULT_DEMO_DATABASE, reset_demo_database, run_demo
 from etl.openrouter.extract import extract_keys
 from etl.reports.build import build_report
@@ -163,6 +167,7 @@ def sync(
     ping_url: str | None,
 ) -> None:
     """One sync run: every key of every configured workspace into the database."""
+    stop = signals.stop_on_signals()
     settings = build_settings(
         config_path, workspaces, database_url, metrics_file=metrics_file, ping_url=ping_url
     )
@@ -175,6 +180,7 @@ def sync(
             migrate=migrate,
             wait_seconds=wait_seconds,
             progress=progress,
+            stop=stop,
         )
 
 
@@ -186,6 +192,7 @@ def _sync(
     migrate: bool,
     wait_seconds: float,
     progress: bool,
+    stop: Stop,
 ) -> NoReturn:
     try:
         # The same call an orchestrator makes (etl/api.py): one path for both.
@@ -196,14 +203,18 @@ def _sync(
                 migrate=migrate,
                 wait_seconds=wait_seconds,
                 observer=observer,
+                stop=stop,
             )
     except KeyledgerError as exc:
         hooks.error = str(exc)
+        if stop.signal_name is not None:
+            fail(str(exc), exit_code_of_signal(stop.signal_name))
         fail(str(exc), api.exit_code_for(exc))
     hooks.result = report.result
     if report.schema_change is not None:
         say(f"keyledger: {report.schema_change}", level=logging.WARNING)
-    sys.exit(report_sync(report.result))
+    report_sync(report.result)
+    sys.exit(report.exit_code)
 
 
 @cli.group()
@@ -378,4 +389,8 @@ def report(
 def main() -> None:
     """Console-script entry point."""
     limit_heap_growth()  # before any fetch thread exists
-    cli(prog_name="keyledger")
+    try:
+        cli(prog_name="keyledger")
+    except SystemExit as done:
+        signals.leave_if_stopped(done.code)
+        raise

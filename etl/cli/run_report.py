@@ -22,7 +22,7 @@ def where(account: str, workspace_id: str) -> str:
 
 def report_sync(result: SyncResult) -> int:
     """Log how the run ended, on stderr; the exit code it amounts to."""
-    code = exit_code_of(result.status)
+    code = exit_code_of(result.status, result.interrupted)
     for workspace in result.workspaces:
         if workspace.status == WorkspaceStatus.OK:
             continue

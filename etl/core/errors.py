@@ -15,6 +15,7 @@
     │   └── MigrationLockedError   another process holds the migration lock (exit 4)
     └── SyncFailedError        a run that did not end ok, when the caller of
                                etl.api.sync asked for an error (check=True; etl.api)
+    └── Interrupted            the run was told to stop (SIGINT, SIGTERM; exit 130, 143)
 
 Lower-level exceptions (httpx, json, SQLAlchemy) are translated once, at the module
 that sees them, with ``raise ... from exc``. No message ever contains the management
@@ -40,6 +41,14 @@ class LoadError(KeyledgerError):
 
 class DatabaseUnavailableError(LoadError):
     """The database could not be connected to (down, unknown host, refused login)."""
+
+
+class Interrupted(KeyledgerError):
+    """The run was told to stop (a signal); ``signal_name`` says by what ("SIGTERM")."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(f"interrupted by {signal_name}")
+        self.signal_name = signal_name
 
 
 class ApiError(KeyledgerError):

@@ -4,6 +4,8 @@ these names, the Python API reports the code the command line would exit with, a
 
 from __future__ import annotations
 
+import signal
+
 from etl.core.statuses import RunStatus
 
 EXIT_OK = 0
@@ -19,6 +21,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_USAGE: "usage error: an unknown option or a bad value on the command line",
     EXIT_PARTIAL: "partial: some workspaces failed, the others are committed",
     EXIT_LOCKED: "locked: another run holds every workspace (or the migration lock)",
+    130: "interrupted by SIGINT (Ctrl-C): workspaces in flight rolled back, finished ones kept",
+    143: "interrupted by SIGTERM: workspaces in flight rolled back, finished ones kept",
 }
 
 
@@ -35,6 +39,14 @@ _RUN_EXIT_CODES = {
 }
 
 
-def exit_code_of(status: RunStatus) -> int:
-    """The code a sync run that ended ``status`` exits with."""
+def exit_code_of(status: RunStatus, interrupted: str | None = None) -> int:
+    """The code a sync run that ended ``status`` exits with; one stopped by a signal
+    (``interrupted``, "SIGTERM") exits as a shell reports it: 128 + its number."""
+    if interrupted is not None:
+        return exit_code_of_signal(interrupted)
     return _RUN_EXIT_CODES.get(status, EXIT_FAILURE)
+
+
+def exit_code_of_signal(signal_name: str) -> int:
+    """128 + the signal's number: 130 for SIGINT, 143 for SIGTERM."""
+    return 128 + signal.Signals[signal_name].value

@@ -30,6 +30,7 @@ class RunStatus(_StoredStatus):
     FAILED = "failed"  # none synced
     LOCKED = "locked"  # every workspace held by another run; recorded as failed
     ABANDONED = "abandoned"  # the process died mid-run; a later run marked it
+    INTERRUPTED = "interrupted"  # stopped by a signal (named in sync_runs.error)
 
 
 class WorkspaceStatus(_StoredStatus):
@@ -41,3 +42,4 @@ class WorkspaceStatus(_StoredStatus):
     SKIPPED = "skipped"  # held by another run, or not attempted
     DELISTED = "delisted"  # no longer listed by discovery; its keys confirmed one by one
     ABANDONED = "abandoned"  # its run's process died
+    INTERRUPTED = "interrupted"  # its run was stopped by a signal while it loaded: rolled back

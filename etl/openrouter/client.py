@@ -11,6 +11,10 @@ workspace it is for.
 
 A page is retried, never the generator that pages (that would restart at offset 0).
 
+A client given a ``Stop`` (etl.core.stop) stops with the run: its waits end when the
+stop is requested, no request is sent after it, and nobody waits for a page or key
+fetched in another thread once it is (Interrupted instead).
+
 Every error leaves the client with the key scrubbed from its text (``etl.core.redact``): the
 server's own words, and payload values quoted in a PayloadError, may echo it.
 """
@@ -22,6 +26,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +43,7 @@ from etl.core.exact_json import parse_json
 from etl.core.key_fields import KeyRecord
 from etl.core.log_context import ContextThreadPoolExecutor
 from etl.core.redact import scrub
+from etl.core.stop import Stop
 from etl.openrouter.connect_errors import connect_failure
 from etl.openrouter.fast_keys import parse_key_page
 from etl.openrouter.headers import rate_limit_quota, retry_after_seconds, server_time
@@ -108,8 +114,12 @@ class OpenRouterClient:
         now: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         epoch: Callable[[], float] = time.time,
+        stop: Stop | None = None,
     ) -> None:
         self.settings = settings
+        self._stop = stop or Stop()
+        if stop is not None:
+            sleep = stop.sleep  # every wait of the client ends when the run is stopped
         self.stats = ClientStats()
         self._key = management_key
         self._now = now
@@ -158,6 +168,12 @@ class OpenRouterClient:
 
     def close(self) -> None:
         """Stop the fetch threads and close the connections."""
+        if self._stop.requested:
+            # A request still in flight is not waited for (it ends at its timeout at
+            # worst, and its thread raises Interrupted before sending another); its
+            # connections close with the process.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            return
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._http.close()
 
@@ -177,6 +193,7 @@ class OpenRouterClient:
                 lookahead=lambda: self._pacer.limit,
                 max_requests=self.settings.max_pages,
                 expected_keys=expected_keys,
+                result=self._stop.result,
             )
 
     def fetch_key_page(self, workspace_id: str, offset: int) -> FetchedPage:
@@ -214,7 +231,18 @@ class OpenRouterClient:
 
     def get_keys(self, hashes: list[str]) -> Iterator[tuple[str, KeyLookup | None]]:
         """``get_key`` for each hash, as many at once as ``concurrency`` allows."""
-        return zip(hashes, self._executor.map(self.get_key, hashes), strict=True)
+        futures = [self._executor.submit(self.get_key, key_hash) for key_hash in hashes]
+        return self._results(hashes, futures)
+
+    def _results(
+        self, hashes: list[str], futures: list[Future[KeyLookup | None]]
+    ) -> Iterator[tuple[str, KeyLookup | None]]:
+        try:
+            for key_hash, future in zip(hashes, futures, strict=True):
+                yield key_hash, self._stop.result(future)
+        finally:
+            for future in futures:
+                future.cancel()  # the caller stopped early: the rest is not wanted
 
     def list_workspaces(self) -> list[WorkspaceRecord]:
         """Every workspace the management key can see, through offset pages of 100."""
@@ -293,11 +321,13 @@ class OpenRouterClient:
         # The rate limit is waited for before the pacer, so a sleeper holds no place.
         if self._rate is not None:
             self._rate.wait()
+        self._stop.check()
         ticket = self._pacer.acquire()
-        with self._lock:
-            self.stats.requests += 1
         response: httpx.Response | None = None
         try:
+            self._stop.check()  # a pause may have ended early, for the stop
+            with self._lock:
+                self.stats.requests += 1
             response = self._http.get(path, params=params)
         finally:
             if response is None:
@@ -340,6 +370,7 @@ class OpenRouterClient:
         return scrub(message, self._key.reveal())[:200]
 
 
-def client_for(account: Account) -> OpenRouterClient:
-    """The client of one configured account: its settings and its management key."""
-    return OpenRouterClient(account.client, account.management_key)
+def client_for(account: Account, stop: Stop | None = None) -> OpenRouterClient:
+    """The client of one configured account: its settings and its management key (and
+    the run's ``stop``, if it can be stopped)."""
+    return OpenRouterClient(account.client, account.management_key, stop=stop)

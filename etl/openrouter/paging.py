@@ -110,9 +110,15 @@ class _Cursor:
 class _Prefetcher:
     """Page fetches submitted ahead of need, handed out by offset."""
 
-    def __init__(self, fetch: Callable[[int], FetchedPage], executor: Executor) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[int], FetchedPage],
+        executor: Executor,
+        result: Callable[[Future[FetchedPage]], FetchedPage],
+    ) -> None:
         self._fetch = fetch
         self._executor = executor
+        self._result = result
         self._pending: deque[tuple[int, Future[FetchedPage]]] = deque()
 
     def get(self, offset: int) -> FetchedPage:
@@ -121,7 +127,7 @@ class _Prefetcher:
         future = self._pending.popleft()[1] if self._pending else None
         if future is None:
             future = self._executor.submit(self._fetch, offset)
-        return future.result()
+        return self._result(future)
 
     def ahead(self, offsets: range) -> None:
         queued = {offset for offset, _ in self._pending}
@@ -162,10 +168,12 @@ def iter_key_pages(
     lookahead: int | Callable[[], int],
     max_requests: int,
     expected_keys: int | None = None,
+    result: Callable[[Future[FetchedPage]], FetchedPage] = Future.result,
 ) -> Iterator[KeyPage]:
-    """Yield every key of one listing exactly once, page by page."""
+    """Yield every key of one listing exactly once, page by page; ``result`` waits
+    for a fetch (one that gives up when the run is stopped, say)."""
     depth = lookahead if callable(lookahead) else lambda: lookahead
-    prefetch = _Prefetcher(fetch, executor)
+    prefetch = _Prefetcher(fetch, executor, result)
     cursor = _Cursor()
     offset = requests = step_back = idle = previous_size = 0
     # Right past the last contiguous page that brought nothing new: an empty page there

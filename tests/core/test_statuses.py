@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from etl.core.statuses import RunStatus, WorkspaceStatus
+from models import SyncRun, SyncRunWorkspace
 
 # What sync_runs.status and sync_run_workspaces.status hold (their column comments).
-STORED_RUN = {"running", "ok", "partial", "failed", "abandoned"}
-STORED_WORKSPACE = {"running", "ok", "failed", "skipped", "abandoned", "delisted"}
+STORED_RUN = {"running", "ok", "partial", "failed", "abandoned", "interrupted"}
+STORED_WORKSPACE = {"running", "ok", "failed", "skipped", "abandoned", "delisted", "interrupted"}
 
 
 def test_values_are_the_stored_strings() -> None:
@@ -26,6 +27,15 @@ def test_a_status_formats_compares_and_hashes_as_its_value(
     assert status == status.value
     assert status.value in {status} and status in {status.value}
     assert {status.value: 1}[status] == 1
+
+
+def test_every_stored_value_is_named_in_its_column_comment() -> None:
+    for values, column in [
+        (STORED_RUN, SyncRun.status),
+        (STORED_WORKSPACE, SyncRunWorkspace.status),
+    ]:
+        comment = column.property.columns[0].comment or ""
+        assert [v for v in values if v not in comment] == [], column
 
 
 def test_a_stored_string_reads_back_as_its_member() -> None:
