@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -12,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from click.testing import CliRunner
 from jsonschema import Draft202012Validator, ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -626,3 +632,67 @@ def test_activity_skew_defaults_to_the_last_completed_day(
     skewed = summed(by_row(items(client, date=yesterday)), False)
     assert len(skewed) == len(honest) - 1 and set(skewed) < set(honest)
     assert sim.stats.faults["activity_skewed"] >= 1
+
+
+# -- the simulate command ----------------------------------------------------------------
+def test_simulate_command_sets_the_activity_switches() -> None:
+    root = str(Path(__file__).resolve().parents[2])
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    command = [
+        sys.executable,
+        "-c",
+        "from etl.cli.simulate import simulate; simulate()",
+        "--port",
+        "0",
+        "--token",
+        "cli-token",
+        "--keys-per-workspace",
+        "5",
+        "--activity-skew",
+        "doubled",
+        "--activity-skew-date",
+        "2026-10-30",
+        "--activity-status",
+        "403",
+    ]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as proc:
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            ready = selector.select(timeout=20)
+        if not ready:
+            proc.kill()
+        base_url = proc.stdout.readline().strip()
+        auth = {"Authorization": "Bearer cli-token"}
+        refused = httpx.get(base_url + "/activity", headers=auth)
+        faults = httpx.get(base_url.removesuffix("/api/v1") + "/_sim/faults", headers=auth)
+        keys = httpx.get(base_url + "/keys", headers=auth)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["message"] == "Only management keys can perform this operation"
+    assert keys.status_code == 200
+    assert faults.json()["activity_skew"] == "doubled"
+    assert faults.json()["activity_skew_date"] == "2026-10-30"
+    assert proc.returncode == 0 and "_sim/late_usage" in stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--activity-skew", "half"],
+        ["--activity-skew-date", "2026-02-30"],
+        ["--activity-skew-date", "20261030"],
+        ["--activity-status", "418"],
+    ],
+)
+def test_simulate_command_refuses_bad_activity_switches(args: list[str]) -> None:
+    from etl.cli.simulate import simulate
+
+    result = CliRunner().invoke(simulate, ["--port", "0", *args])
+    assert result.exit_code == 2
+    assert "Invalid value for '--activity-" in result.output
+    assert "Traceback" not in result.output
