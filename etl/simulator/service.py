@@ -56,6 +56,7 @@ ACTIVITY_STATUSES = {
     404: "Resource not found",
     500: "Internal Server Error",
 }
+ACTIVITY_QUERIES_KEPT = 1000
 _DRIFT_KEY_FIELD = b',"new_field_x":{"tier":"gold","tags":["a","b"],"score":1.5E+2,"on":true}'
 _DRIFT_PAGE_FIELD = b',"new_top_level_field":{"api_revision":2,"notes":null}'
 _FAULT_NAMES = (
@@ -188,6 +189,9 @@ class SimStats:
     requests: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_FAULT_NAMES, 0))
+    # The query parameters of the last ACTIVITY_QUERIES_KEPT GET /activity requests that
+    # got past auth and faults, oldest first: tests check a client asks as the contract says.
+    activity_queries: list[dict[str, list[str]]] = field(default_factory=list)
 
 
 class _Rendered(NamedTuple):
@@ -419,6 +423,10 @@ class Simulator:
         )
 
     def _activity(self, params: dict[str, list[str]]) -> SimResponse:
+        with self._lock:
+            queries = self.stats.activity_queries
+            queries.append({name: list(values) for name, values in params.items()})
+            del queries[:-ACTIVITY_QUERIES_KEPT]
         group_by = _param(params, "group_by")
         if group_by not in (None, "workspace"):
             raise _BadRequest(400, "group_by must be 'workspace'")

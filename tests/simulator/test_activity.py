@@ -696,3 +696,21 @@ def test_simulate_command_refuses_bad_activity_switches(args: list[str]) -> None
     assert result.exit_code == 2
     assert "Invalid value for '--activity-" in result.output
     assert "Traceback" not in result.output
+
+
+def test_stats_keep_the_parameters_of_each_activity_request(
+    server: SimulatorServer, sim: Simulator
+) -> None:
+    with httpx.Client(base_url=server.base_url, headers=AUTH, timeout=5) as http:
+        http.get("/activity", params={"group_by": "workspace", "date": "2026-12-01"})
+        http.get("/activity", params={"date": "bad"})
+        http.get("/keys")
+        stats = http.get(control(server, "stats")).json()
+    assert stats["activity_queries"] == [
+        {"group_by": ["workspace"], "date": ["2026-12-01"]},
+        {"date": ["bad"]},
+    ]
+    for n in range(1005):
+        sim.handle("GET", "/api/v1/activity", f"user_id=u{n}", AUTH)
+    assert len(sim.stats.activity_queries) == 1000
+    assert sim.stats.activity_queries[-1] == {"user_id": ["u1004"]}
