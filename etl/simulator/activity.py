@@ -7,10 +7,12 @@ and tokens. Events are summed as they happen into cells per (day, workspace, end
 per key and for the whole account, so serving a day never walks every key.
 
 Exact on the wire: the API sends usage as doubles. An event's money has at most ten
-decimals, so a row's total keeps at most 15 significant digits while it is below
-100,000 USD, and a double of 15 significant digits prints back as exactly those digits:
+decimals (the world's own draws, ``touch`` and ``/_sim/late_usage`` keep to that), so a
+row's total keeps at most 15 significant digits while it is below 100,000 USD, and a
+double of 15 significant digits prints back as exactly those digits:
 ``Decimal(repr(float(total))) == total``. Summing the emitted values as Decimal gives the
-key ledger's totals exactly, which is what a reconciliation relies on.
+key ledger's totals exactly, which is what a reconciliation relies on. A test that
+passes ``World.spend`` more digits gets rounded doubles, as the real API would send.
 """
 
 from __future__ import annotations
