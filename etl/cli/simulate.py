@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import threading
+from datetime import date
 from types import FrameType
 
 import click
 
 from etl.simulator.server import SimulatorServer
-from etl.simulator.service import RETRY_AFTER_MODES, Faults, Simulator
+from etl.simulator.service import (
+    ACTIVITY_SKEW_MODES,
+    ACTIVITY_STATUSES,
+    RETRY_AFTER_MODES,
+    Faults,
+    Simulator,
+)
 from etl.simulator.world import World
 
 _RATE = click.FloatRange(0.0, 1.0)
@@ -108,7 +116,7 @@ _COUNT = click.IntRange(min=0)
     "--malformed-json-rate",
     default=0.0,
     type=_RATE,
-    help="Probability that a GET /keys page has an invalid JSON body.",
+    help="Probability that a GET /keys page or a GET /activity answer has an invalid JSON body.",
 )
 @click.option(
     "--schema-drift/--no-schema-drift",
@@ -169,6 +177,28 @@ _COUNT = click.IntRange(min=0)
     type=click.IntRange(min=1),
     help="Size of the quota's token bucket: requests allowed at once.",
 )
+@click.option(
+    "--activity-skew",
+    default="none",
+    show_default=True,
+    type=click.Choice(ACTIVITY_SKEW_MODES),
+    help="Make GET /activity disagree with the key ledger on one day: the endpoint with the "
+    "most usage that day is left out (missing) or doubled (doubled).",
+)
+@click.option(
+    "--activity-skew-date",
+    default="",
+    callback=lambda ctx, param, value: _day(value),
+    help="The UTC day (YYYY-MM-DD) --activity-skew changes (default: the last completed day).",
+)
+@click.option(
+    "--activity-status",
+    default=0,
+    type=click.Choice([str(s) for s in (0, *ACTIVITY_STATUSES)]),
+    callback=lambda ctx, param, value: int(value),
+    help="Answer every GET /activity with this status and the contract's error body "
+    "(0: serve it); the other endpoints are unaffected.",
+)
 def simulate(
     host: str,
     port: int,
@@ -207,6 +237,15 @@ def simulate(
             signal.signal(signum, handler)
 
 
+def _day(value: str) -> str:
+    if value and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise click.BadParameter("a UTC day as YYYY-MM-DD")
+    try:
+        return value and date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise click.BadParameter("a UTC day as YYYY-MM-DD") from None
+
+
 def _sizes(value: str) -> list[int]:
     try:
         sizes = [int(part) for part in value.split(",") if part.strip()]
@@ -227,7 +266,8 @@ def _serve(simulator: Simulator, host: str, port: int, stop: threading.Event) ->
         sys.stdout.flush()
         click.echo(
             "simulator: control endpoints (same bearer token) POST /_sim/advance?seconds=N, "
-            "POST /_sim/touch?fraction=F, GET /_sim/truth, GET /_sim/stats, "
+            "POST /_sim/touch?fraction=F, GET /_sim/truth, GET /_sim/activity_truth, "
+            "POST /_sim/late_usage?date=D&usage=U, GET /_sim/stats, "
             "GET|POST /_sim/faults; stop with Ctrl-C",
             err=True,
         )

@@ -17,7 +17,8 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from email.utils import format_datetime
 from random import Random
 from typing import Any, NamedTuple
@@ -26,21 +27,36 @@ from urllib.parse import parse_qs, quote
 import httpx
 
 from etl.core.exact_json import dump_json
+from etl.simulator import activity
 from etl.simulator.quota import QuotaAnswer, TokenBucket
 from etl.simulator.world import PeriodSums, SimKey, World, iso_ms
 
 API_PREFIX = "/api/v1"
 RETRY_AFTER_MODES = ("seconds", "http-date", "none")
+# How GET /activity disagrees with the key ledger (``Faults.activity_skew``).
+ACTIVITY_SKEW_MODES = ("none", "missing", "doubled")
 # How a leaky server (``Faults.echo_credentials``) quotes the credentials it was sent.
 ECHO_MODES = ("", "exact", "url", "base64", "base64-bearer", "lower", "upper", "prefix")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _DIGITS = re.compile(r"^[0-9]+$")
+_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_MONEY = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,10})?$")
 _REASONS = {
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
+# Statuses Faults.activity_status can make GET /activity answer, with the contract's
+# example message for each.
+ACTIVITY_STATUSES = {
+    400: "Invalid request parameters",
+    401: "Missing Authentication header",
+    403: "Only management keys can perform this operation",
+    404: "Resource not found",
+    500: "Internal Server Error",
+}
+ACTIVITY_QUERIES_KEPT = 1000
 _DRIFT_KEY_FIELD = b',"new_field_x":{"tier":"gold","tags":["a","b"],"score":1.5E+2,"on":true}'
 _DRIFT_PAGE_FIELD = b',"new_top_level_field":{"api_revision":2,"notes":null}'
 _FAULT_NAMES = (
@@ -55,6 +71,7 @@ _FAULT_NAMES = (
     "drift_creates",
     "duplicated_keys",
     "quota_limited",
+    "activity_skewed",
 )
 
 
@@ -97,6 +114,15 @@ class Faults:
     quota_burst: int = 10
     # Off: a quota that answers 429 and Retry-After only, with no X-RateLimit-* headers.
     quota_headers: bool = True
+    # GET /activity made to disagree with the key ledger on one completed UTC day
+    # (activity_skew_date, ISO; empty: the last completed day): the endpoint with the
+    # most usage that day has its rows left out ("missing") or its usage, byok and
+    # counts doubled ("doubled"). The keys and the truth endpoints are unchanged.
+    activity_skew: str = "none"
+    activity_skew_date: str = ""
+    # Non-zero: every GET /activity is answered with this status (ACTIVITY_STATUSES),
+    # the other endpoints as usual, so a client's activity part can fail on its own.
+    activity_status: int = 0
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply changes by field name, rejecting unknown names and values of the wrong type."""
@@ -106,8 +132,10 @@ class Faults:
             current = getattr(self, name)
             # bool is an int subclass, so compare exact types; floats also take ints.
             ok = type(value) is type(current) or (type(current) is float and type(value) is int)
-            bad_mode = (name == "retry_after" and value not in RETRY_AFTER_MODES) or (
-                name == "echo_credentials" and value not in ECHO_MODES
+            bad_mode = (
+                (name == "retry_after" and value not in RETRY_AFTER_MODES)
+                or (name == "echo_credentials" and value not in ECHO_MODES)
+                or (name == "activity_skew" and value not in ACTIVITY_SKEW_MODES)
             )
             if not ok or bad_mode:
                 raise ValueError(f"bad value for fault setting: {name}")
@@ -115,6 +143,10 @@ class Faults:
                 raise ValueError("quota_burst must be an integer >= 1")
             if name == "quota_rps" and value < 0:
                 raise ValueError("quota_rps must be a number >= 0")
+            if name == "activity_status" and value not in (0, *ACTIVITY_STATUSES):
+                raise ValueError(f"activity_status must be 0 or one of {sorted(ACTIVITY_STATUSES)}")
+            if name == "activity_skew_date" and value and _day_or_none(value) is None:
+                raise ValueError("activity_skew_date must be a YYYY-MM-DD day or empty")
             if name == "page_sizes" and not all(_count_of(v, least=1) for v in value):
                 raise ValueError("page_sizes must be a list of integers >= 1")
             if name == "drift_schedule" and not all(
@@ -127,6 +159,16 @@ class Faults:
 
 def _count_of(value: object, *, least: int) -> bool:
     return type(value) is int and value >= least
+
+
+def _day_or_none(raw: str) -> date | None:
+    """A strict YYYY-MM-DD day, or None (fromisoformat alone also takes 20261101)."""
+    if not _DAY.match(raw):
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -147,6 +189,9 @@ class SimStats:
     requests: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_FAULT_NAMES, 0))
+    # The query parameters of the last ACTIVITY_QUERIES_KEPT GET /activity requests that
+    # got past auth and faults, oldest first: tests check a client asks as the contract says.
+    activity_queries: list[dict[str, list[str]]] = field(default_factory=list)
 
 
 class _Rendered(NamedTuple):
@@ -191,7 +236,8 @@ def _bool_param(params: dict[str, list[str]], name: str) -> bool:
 
 
 def _route(path: str) -> tuple[str, str]:
-    """Classify a decoded path as keys | key | workspaces | control | other, plus its argument."""
+    """Classify a decoded path as keys | key | workspaces | activity | control | other,
+    plus its argument."""
     # Control endpoints live at /_sim/..., and are also accepted under the API prefix.
     rest = path[len(API_PREFIX) :] if path.startswith(API_PREFIX + "/") else path
     rest = rest.rstrip("/")
@@ -199,7 +245,7 @@ def _route(path: str) -> tuple[str, str]:
         return "control", rest[len("/_sim/") :]
     if rest == path.rstrip("/"):
         return "other", ""
-    if rest in ("/keys", "/workspaces"):
+    if rest in ("/keys", "/workspaces", "/activity"):
         return rest[1:], ""
     if rest.startswith("/keys/") and "/" not in rest[len("/keys/") :]:
         return "key", rest[len("/keys/") :]
@@ -289,6 +335,11 @@ class Simulator:
                 response = self._list_keys(params)
             elif kind == "key":
                 response = self._get_key(arg)
+            elif kind == "activity" and self.faults.activity_status:
+                status = self.faults.activity_status
+                response = self._error(status, ACTIVITY_STATUSES[status])
+            elif kind == "activity":
+                response = self._activity(params)
             else:
                 response = self._list_workspaces(params)
         except _BadRequest as exc:
@@ -371,6 +422,95 @@ class Simulator:
             200, self._headers(now), encode_json({"data": data, "total_count": total})
         )
 
+    def _activity(self, params: dict[str, list[str]]) -> SimResponse:
+        with self._lock:
+            queries = self.stats.activity_queries
+            queries.append({name: list(values) for name, values in params.items()})
+            del queries[:-ACTIVITY_QUERIES_KEPT]
+        group_by = _param(params, "group_by")
+        if group_by not in (None, "workspace"):
+            raise _BadRequest(400, "group_by must be 'workspace'")
+        raw_day = _param(params, "date")
+        ws_id = None if _param(params, "workspace_id") is None else self._workspace(params)
+        with self.world.lock:
+            now = self.world.now
+            window = _window(now.date())
+            if raw_day is None:
+                days = window
+            else:
+                day = _day_or_none(raw_day)
+                if day is None:
+                    raise _BadRequest(400, "date must be a UTC day in YYYY-MM-DD format")
+                if day not in window:
+                    raise _BadRequest(400, activity.WINDOW_MESSAGE)
+                days = [day]
+            cells = self.world.activity(
+                days,
+                workspace_id=ws_id,
+                key_hash=_param(params, "api_key_hash"),
+                user_id=_param(params, "user_id"),
+            )
+            skew = self._activity_skew(window)
+        if skew is not None and skew[0] in days:
+            cells = self._skewed(cells, *skew)
+        rows: dict[tuple[date, str, int], activity.Totals] = {}
+        for (day, cell_ws, index), totals in cells.items():
+            split = (day, cell_ws if group_by else "", index)
+            rows.setdefault(split, activity.Totals()).add(totals)
+        drift = self.faults.schema_drift
+        data = [
+            {
+                **activity.item(day, row_ws or None, index, totals),
+                **({"new_field_x": {"tier": "gold"}} if drift else {}),
+            }
+            for (day, row_ws, index), totals in sorted(
+                rows.items(), key=lambda r: (r[0][0], activity.ENDPOINT_IDS[r[0][2]], r[0][1])
+            )
+        ]
+        payload: dict[str, Any] = {"data": data}
+        if drift:
+            payload["new_top_level_field"] = {"api_revision": 2, "notes": None}
+        body = encode_json(payload)
+        with self._lock:
+            if self._chance("malformed_json_rate", "malformed_json"):
+                body = body[: self._rng.randint(1, len(body) - 1)]
+        return SimResponse(200, self._headers(now), body)
+
+    def _activity_skew(self, window: list[date]) -> tuple[date, int, int] | None:
+        """(day, endpoint index, factor) of the activity_skew fault, or None when off."""
+        mode, raw = self.faults.activity_skew, self.faults.activity_skew_date
+        if mode == "none":
+            return None
+        day = _day_or_none(raw) if raw else window[-1]
+        if day is None:
+            return None
+        by_endpoint: dict[int, Decimal] = {}
+        for (_, _, index), totals in self.world.activity([day]).items():
+            by_endpoint[index] = by_endpoint.get(index, Decimal(0)) + totals.usage
+        if not by_endpoint:
+            return None
+        top = max(by_endpoint, key=lambda i: (by_endpoint[i], activity.ENDPOINT_IDS[i]))
+        return day, top, 0 if mode == "missing" else 2
+
+    def _skewed(
+        self,
+        cells: dict[tuple[date, str, int], activity.Totals],
+        day: date,
+        index: int,
+        factor: int,
+    ) -> dict[tuple[date, str, int], activity.Totals]:
+        self._count("activity_skewed")
+        out = {}
+        for cell, totals in cells.items():
+            if cell[0] == day and cell[2] == index:
+                if factor == 0:
+                    continue
+                scaled = activity.Totals()
+                scaled.add(totals, factor)
+                totals = scaled
+            out[cell] = totals
+        return out
+
     def _control(
         self, method: str, action: str, params: dict[str, list[str]], body: bytes
     ) -> SimResponse:
@@ -389,6 +529,10 @@ class Simulator:
             result = {"touched": self.world.touch(float(raw)), "now": iso_ms(self.world.now)}
         elif (method, action) == ("GET", "truth"):
             result = self.world.truth_json()
+        elif (method, action) == ("GET", "activity_truth"):
+            result = self._activity_truth(params)
+        elif (method, action) == ("POST", "late_usage"):
+            result = self._late_usage(params)
         elif (method, action) == ("GET", "stats"):
             with self._lock:
                 result = dataclasses.asdict(self.stats)
@@ -404,6 +548,61 @@ class Simulator:
         else:
             return self._error(404, "Not Found")
         return SimResponse(200, self._headers(self.world.now), json.dumps(result).encode())
+
+    def _activity_truth(self, params: dict[str, list[str]]) -> dict[str, Any]:
+        """Exact usage per (day, workspace, endpoint), of one key with api_key_hash."""
+        key_hash = _param(params, "api_key_hash")
+        with self.world.lock:
+            try:  # deleted keys too: their past activity stays
+                truth = self.world.activity_truth(key_hash)
+            except KeyError:
+                raise _BadRequest(404, "Resource not found") from None
+            now = self.world.now
+        index = {endpoint_id: i for i, endpoint_id in enumerate(activity.ENDPOINT_IDS)}
+        return {
+            "now": iso_ms(now),
+            "window": [day.isoformat() for day in _window(now.date())],
+            "rows": [
+                {
+                    "date": day.isoformat(),
+                    "workspace_id": ws_id,
+                    **activity.endpoint_fields(index[endpoint_id]),
+                    **totals.as_strings(),
+                }
+                for (day, ws_id, endpoint_id), totals in truth.items()
+            ],
+        }
+
+    def _late_usage(self, params: dict[str, list[str]]) -> dict[str, Any]:
+        """POST /_sim/late_usage?date=D&usage=U[&byok=B][&api_key_hash=H]: spend added now
+        to completed day D (on key H, or on a key of the default workspace)."""
+        day = _day_or_none(_param(params, "date") or "")
+        if day is None:
+            raise _BadRequest(400, "date must be a UTC day in YYYY-MM-DD format")
+        amounts = []
+        for name in ("usage", "byok"):
+            raw = _param(params, name) or "0"
+            if not _MONEY.match(raw):
+                raise _BadRequest(400, f"{name} must be a decimal number of at most 10 decimals")
+            amounts.append(Decimal(raw))  # the pattern admits only plain decimals
+        with self.world.lock:
+            key_hash = _param(params, "api_key_hash")
+            if key_hash is None:
+                live = self.world.live_hashes(self.world.default_workspace_id)
+                if not live:
+                    raise _BadRequest(404, "the default workspace has no live key")
+                key_hash = live[-1]  # its oldest key: the same one every time
+            try:
+                self.world.late_usage(key_hash, day, amounts[0], amounts[1])
+            except KeyError:
+                raise _BadRequest(404, "Resource not found") from None
+            except ValueError as exc:
+                raise _BadRequest(400, str(exc)) from None
+            return {
+                "api_key_hash": key_hash,
+                "date": day.isoformat(),
+                "now": iso_ms(self.world.now),
+            }
 
     # -- helpers -------------------------------------------------------------------------
     def _authenticate(self, headers: Mapping[str, str]) -> SimResponse | None:
@@ -554,6 +753,11 @@ class Simulator:
     def _error(self, status: int, message: str, extra: dict[str, str] | None = None) -> SimResponse:
         body = _error_body(status, message)
         return SimResponse(status, {**self._headers(self.world.now), **(extra or {})}, body)
+
+
+def _window(today: date) -> list[date]:
+    """The completed UTC days /activity serves, oldest first: the 30 before today."""
+    return [today - timedelta(days=n) for n in range(activity.WINDOW_DAYS, 0, -1)]
 
 
 def _error_body(status: int, message: str) -> bytes:

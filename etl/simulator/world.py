@@ -4,6 +4,9 @@ Pure Python, no HTTP (``etl.simulator.service`` serves it). Every random choice 
 ``random.Random(seed)``, so the same seed and the same call sequence give the same world.
 Spend is kept per key as a ledger of UTC days; the per-period counters are summed from it
 when a key is rendered, so they reset at day, Monday and month boundaries by construction.
+Each increment of spend is also a usage event attributed to an endpoint
+(``etl.simulator.activity``), drawn from a random source of its own so the keys are the
+same with or without it; ``GET /activity`` is served from those events.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from etl.simulator.activity import CATALOGUE, CUMULATIVE_WEIGHTS, ENDPOINT_IDS, CellKey, Totals
+
 ZERO = Decimal(0)
 TENTH_NANO = Decimal("1e-10")
 TINY_SPEND = Decimal("1E-9")
@@ -27,6 +32,9 @@ TOUCH_SPEND = Decimal("0.0001")
 DEFAULT_START = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
 LIMIT_RESETS = (None, "daily", "weekly", "monthly")
 MS = timedelta(milliseconds=1)
+# Usage events are kept from this many days before the world's start: enough for the
+# 30-day activity window, without the cost of the years of history keys are built with.
+ACTIVITY_HISTORY_DAYS = 40
 _RESET_SLOT = {"daily": 0, "weekly": 1, "monthly": 2}
 PeriodSums = tuple[Decimal, Decimal, Decimal, Decimal, Decimal, Decimal]
 _LIMITS = tuple(Decimal(v) for v in ("0.75", "1", "5", "10", "25", "50", "100", "150.5", "1000"))
@@ -109,7 +117,15 @@ class SimKey:
     usage: Decimal = ZERO
     byok_usage: Decimal = ZERO
     ledger: dict[date, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    # Usage events summed per (day, workspace at the time, endpoint).
+    activity: dict[CellKey, Totals] = field(default_factory=dict)
     version: int = 0
+
+
+def _copy(totals: Totals) -> Totals:
+    copied = Totals()
+    copied.add(totals)
+    return copied
 
 
 def _order_key(key: SimKey) -> tuple[datetime, str]:
@@ -136,6 +152,9 @@ class World:
         self.page_size = page_size
         self.rates = rates or ActivityRates()
         self._rng = random.Random(seed)
+        self._activity_rng = random.Random(f"activity:{seed}")
+        self._activity_floor = start.date() - timedelta(days=ACTIVITY_HISTORY_DAYS)
+        self._activity: dict[CellKey, Totals] = {}  # the whole account's cells
         # Millisecond-aligned so every instant survives the API's timestamp format.
         self._now = start.replace(microsecond=start.microsecond // 1000 * 1000)
         self._keys: dict[str, SimKey] = {}
@@ -271,6 +290,33 @@ class World:
             every = list(self._workspaces.values())
             return [dict(ws) for ws in every[offset : offset + limit]], len(every)
 
+    def activity(
+        self,
+        days: list[date],
+        *,
+        workspace_id: str | None = None,
+        key_hash: str | None = None,
+        user_id: str | None = None,
+    ) -> dict[CellKey, Totals]:
+        """Usage events summed per (day, workspace, endpoint index) on ``days``, only those
+        of one workspace, one key (deleted ones too: their past spend stays) or the keys one
+        org member created, when asked. Fresh ``Totals``: the caller may change them."""
+        wanted = set(days)
+        with self.lock:
+            if key_hash is None and user_id is None:
+                sources = [self._activity]
+            else:
+                keys = [self._keys[key_hash]] if key_hash in self._keys else []
+                if key_hash is None:
+                    keys = list(self._keys.values())
+                sources = [k.activity for k in keys if user_id in (None, k.creator_user_id)]
+            out: dict[CellKey, Totals] = {}
+            for cells in sources:
+                for cell, totals in cells.items():
+                    if cell[0] in wanted and workspace_id in (None, cell[1]):
+                        out.setdefault(cell, Totals()).add(totals)
+            return out
+
     # -- ground truth --------------------------------------------------------------------
     def truth_keys(self) -> list[dict[str, Any]]:
         """Every key ever created, oldest first, as its payload plus ``deleted_at``."""
@@ -284,6 +330,35 @@ class World:
         """Spend per (key hash, UTC day) as (usage, byok_usage), only days with spend."""
         with self.lock:
             return {(k.hash, day): v for k in self._keys.values() for day, v in k.ledger.items()}
+
+    def activity_truth(self, key_hash: str | None = None) -> dict[tuple[date, str, str], Totals]:
+        """Exact usage per (UTC day, workspace id, endpoint id), of one key when asked,
+        over every day with events (from ``ACTIVITY_HISTORY_DAYS`` before the start)."""
+        with self.lock:
+            cells = self._activity if key_hash is None else self._keys[key_hash].activity
+            return {
+                (day, ws_id, ENDPOINT_IDS[index]): _copy(totals)
+                for (day, ws_id, index), totals in sorted(cells.items())
+            }
+
+    def activity_daily_spend(self) -> dict[tuple[str, date], tuple[Decimal, Decimal]]:
+        """Usage events summed per (key hash, UTC day) as (usage, byok): equal to
+        ``daily_spend`` on every day since events are kept."""
+        with self.lock:
+            out: dict[tuple[str, date], tuple[Decimal, Decimal]] = {}
+            for key in self._keys.values():
+                for (day, _, _), totals in key.activity.items():
+                    usage, byok = out.get((key.hash, day), (ZERO, ZERO))
+                    out[(key.hash, day)] = (
+                        usage + totals.usage,
+                        byok + totals.byok_usage_inference,
+                    )
+            return out
+
+    @property
+    def activity_since(self) -> date:
+        """The first UTC day whose usage events are kept."""
+        return self._activity_floor
 
     def truth_json(self) -> dict[str, Any]:
         """Workspaces, keys and daily spend, JSON-ready with money as strings."""
@@ -350,6 +425,28 @@ class World:
         """Record spend on a live key at the current time."""
         with self.lock:
             self._record(self._live(key_hash), usage, byok)
+
+    def late_usage(self, key_hash: str, day: date, usage: Decimal, byok: Decimal = ZERO) -> None:
+        """Spend booked now on an already completed UTC day, as the real API can still add
+        to the last day or two: that day's ledger and activity grow, and the key's total
+        (what a snapshot sees) grows now; its daily counter does not."""
+        if not usage >= ZERO or not byok >= ZERO or not (usage or byok):
+            raise ValueError("late usage must be positive")
+        with self.lock:
+            key = self._live(key_hash)
+            if not self._activity_floor <= day < self._now.date():
+                raise ValueError("late usage goes on a completed day since events are kept")
+            if day not in key.ledger:
+                before = dict(key.ledger)
+                before[day] = (ZERO, ZERO)
+                # period_sums reads the ledger newest first: keep it in day order.
+                key.ledger = dict(sorted(before.items()))
+            spent = key.ledger[day]
+            key.ledger[day] = (spent[0] + usage, spent[1] + byok)
+            key.usage += usage
+            key.byok_usage += byok
+            key.version += 1
+            self._usage_event(key, day, usage, byok)
 
     def update_key(self, key_hash: str, **fields: Any) -> None:
         """Change a live key's attributes (name, disabled, limit, ...) at the current time."""
@@ -533,6 +630,31 @@ class World:
         key.byok_usage += byok
         key.last_used_at = self._now
         key.version += 1
+        if day >= self._activity_floor:
+            self._usage_event(key, day, usage, byok)
+
+    def _usage_event(self, key: SimKey, day: date, usage: Decimal, byok: Decimal) -> None:
+        """One usage event: its endpoint, requests and tokens from the activity rng."""
+        rng = self._activity_rng
+        index = bisect.bisect_left(CUMULATIVE_WEIGHTS, rng.random())
+        index = min(index, len(CATALOGUE) - 1)  # a draw of exactly the last bound
+        requests = 1 + int(rng.random() * 4)
+        completion = requests * (20 + int(rng.random() * 800))
+        event = Totals(
+            usage=usage,
+            byok_usage_inference=byok,
+            requests=requests,
+            prompt_tokens=requests * (50 + int(rng.random() * 4000)),
+            completion_tokens=completion,
+            reasoning_tokens=completion // 3 if CATALOGUE[index].reasoning else 0,
+        )
+        cell = (day, key.workspace_id, index)
+        for cells in (key.activity, self._activity):
+            totals = cells.get(cell)
+            if totals is None:
+                cells[cell] = _copy(event)
+            else:
+                totals.add(event)
 
     def _touch(self, key: SimKey, **changes: Any) -> None:
         for name, value in changes.items():
