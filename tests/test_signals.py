@@ -8,6 +8,7 @@ through every workspace.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -29,7 +30,9 @@ WORKSPACES = 6
 KEYS_PER_WORKSPACE = 900  # 10 pages: about a second a workspace at 10 requests a second
 
 
-def start_sync(server: SimulatorServer, database_url: str, tmp_path: Path) -> subprocess.Popen[str]:
+def start_sync(
+    server: SimulatorServer, database_url: str, tmp_path: Path, *args: str
+) -> subprocess.Popen[str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("KEYLEDGER_", "OPENROUTER_"))},
         "OPENROUTER_MANAGEMENT_KEY": TOKEN,
@@ -37,7 +40,7 @@ def start_sync(server: SimulatorServer, database_url: str, tmp_path: Path) -> su
         "KEYLEDGER_DATABASE_URL": database_url,
     }
     return subprocess.Popen(
-        [sys.executable, "-c", "from etl.cli.main import main; main()", "sync"],
+        [sys.executable, "-c", "from etl.cli.main import main; main()", "sync", *args],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -194,3 +197,18 @@ def test_repeated_interrupts_still_get_through_every_workspace_oldest_first(
     assert keys_by_workspace(engine) == truth
     third = ledger(engine, last_run(engine).id)
     assert [status for _, status, _ in third] == ["ok"] * WORKSPACES
+
+
+def test_under_json_logs_the_stop_notice_is_a_json_line_too(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    world, _ = simulated_world()
+    slow_pace(tmp_path)
+    with SimulatorServer(Simulator(world, token=TOKEN, latency_ms=5)) as server:
+        process = start_sync(server, database_url, tmp_path, "--log-format=json")
+        run_id, stderr = interrupt(engine, process, signal.SIGTERM)
+    lines = [json.loads(line) for line in stderr.splitlines()]  # every line, one object
+    assert lines[0]["message"] == "keyledger: SIGTERM: stopping; the workspaces in flight roll back"
+    assert lines[-1]["message"].startswith("sync interrupted by SIGTERM: ")
+    assert lines[-1]["exit_code"] == 143
+    assert last_run(engine).id == run_id

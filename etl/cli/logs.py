@@ -143,6 +143,15 @@ def configure_logging(*, log_format: str = "text", verbosity: int = 0, quiet: bo
         logging.getLogger(chatty).setLevel(logging.NOTSET if verbosity > 1 else logging.WARNING)
 
 
+def formatted(message: str, *, level: int = logging.WARNING) -> str:
+    """``message`` as ``say`` would write it (text or a JSON object), without handling
+    it: for a signal handler, which must not take the logging locks."""
+    record = OUTPUT.makeRecord(OUTPUT.name, level, __file__, 0, message, (), None)
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, StderrHandler)]
+    formatter = handlers[0].formatter if handlers and handlers[0].formatter else TextFormatter()
+    return formatter.format(record) + "\n"
+
+
 def say(message: str, *, level: int = logging.ERROR, **fields: object) -> None:
     """One of the command's own lines (an error, a workspace's failure) on stderr."""
     OUTPUT.log(level, message, extra={"fields": fields} if fields else None)

@@ -17,6 +17,7 @@ from types import FrameType
 
 import click
 
+from etl.cli.logs import formatted
 from etl.core.stop import Stop
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -32,11 +33,13 @@ def stop_on_signals() -> Stop:
         global _received
         _received = True
         name = signal.Signals(signum).name
-        # os.write, not print: a handler may run in the middle of another write to stderr.
+        # os.write, not logging or print: a handler may run in the middle of another
+        # write to stderr, holding its lock. The line is in the log format all the same.
         if stop.requested:
-            os.write(2, f"keyledger: {name} again: stopping at once\n".encode())
+            os.write(2, formatted(f"keyledger: {name} again: stopping at once").encode())
             os._exit(128 + signum)
-        os.write(2, f"keyledger: {name}: stopping; the workspaces in flight roll back\n".encode())
+        notice = f"keyledger: {name}: stopping; the workspaces in flight roll back"
+        os.write(2, formatted(notice).encode())
         stop.request(name)
 
     if threading.current_thread() is threading.main_thread():
