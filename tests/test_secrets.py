@@ -279,7 +279,7 @@ def test_key_quoted_back_in_a_payload_error_is_scrubbed() -> None:
         OpenRouterClient(settings(), secret(), transport=transport) as client,
         pytest.raises(PayloadError) as caught,
     ):
-        list(client.iter_key_pages("default"))
+        [r.full() for page in client.iter_key_pages("default") for r in page.records]
     assert "field 'usage' should be a number, got the string '***'" in str(caught.value)
     assert not traces(str(caught.value), SECRET)
 

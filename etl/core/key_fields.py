@@ -234,6 +234,50 @@ class KeyRecord:
         """Fields the API sent that this version of keyledger does not know."""
         return {k: v for k, v in self.raw.items() if k not in KNOWN_KEY_FIELDS}
 
+    def full(self) -> KeyRecord:
+        """The record itself (see ``ListedKey.full``)."""
+        return self
+
+
+class ListedKey:
+    """A key as a page of a listing showed it, read only as far as paging and change
+    detection need (its hash, creation time, workspace and digest); ``full()`` reads the
+    rest, once, when the store finds the key new or changed.
+
+    Most keys are unchanged on most nights, and their bytes are then exactly the bytes
+    stored before, which were read and checked in full when they were stored: reading
+    them again would find nothing new. ``full()`` raises what reading the whole page
+    would have raised for this key (a PayloadError that names it and the page).
+    """
+
+    __slots__ = ("_read", "_record", "created_at", "digest", "hash", "workspace_id")
+
+    def __init__(
+        self,
+        hash: str,
+        created_at: datetime,
+        workspace_id: str,
+        digest: bytes,
+        read: typing.Callable[[], KeyRecord],
+    ) -> None:
+        self.hash = hash
+        self.created_at = created_at
+        self.workspace_id = workspace_id
+        self.digest = digest
+        self._read: typing.Callable[[], KeyRecord] | None = read
+        self._record: KeyRecord | None = None
+
+    def full(self) -> KeyRecord:
+        """The whole record (read on first call, then kept)."""
+        if self._record is None:
+            assert self._read is not None
+            self._record, self._read = self._read(), None
+        return self._record
+
+
+# What a page of a listing holds: keys read in full, or as far as the listing needs.
+Listing = KeyRecord | ListedKey
+
 
 class Kind(enum.Enum):
     """What a field holds, from its Python type."""

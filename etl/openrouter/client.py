@@ -25,11 +25,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -40,12 +41,12 @@ from etl.core.clock import utcnow
 from etl.core.config import DEFAULT_WORKSPACE, Account, ClientSettings, Secret
 from etl.core.errors import ApiError, PaginationError, PayloadError
 from etl.core.exact_json import parse_json
-from etl.core.key_fields import KeyRecord
+from etl.core.key_fields import KeyRecord, Listing
 from etl.core.log_context import ContextThreadPoolExecutor
 from etl.core.redact import scrub
 from etl.core.stop import Stop
 from etl.openrouter.connect_errors import connect_failure
-from etl.openrouter.fast_keys import parse_key_page
+from etl.openrouter.fast_keys import list_key_page, read_key
 from etl.openrouter.headers import rate_limit_quota, retry_after_seconds, server_time
 from etl.openrouter.pacing import Pacer, PacingStats, RateLimiter
 from etl.openrouter.paging import FetchedPage, KeyPage, iter_key_pages
@@ -211,12 +212,23 @@ class OpenRouterClient:
                 assert response is not None
                 # The usual page is read by msgspec; any other by the careful parser,
                 # which words every refusal (etl.openrouter.fast_keys).
-                records = parse_key_page(response.content)
+                records: Sequence[Listing] | None = list_key_page(
+                    response.content, partial(self._read_listed, workspace_id, offset)
+                )
                 if records is None:
                     records = parse_key_list(self._json(response), offset=offset)
             except ApiError as exc:
                 raise exc.locate(workspace=workspace_id, offset=offset) from exc.__cause__
         return FetchedPage(offset, records, server_time(response, self._now))
+
+    def _read_listed(self, workspace_id: str, offset: int, item: Any) -> KeyRecord:
+        """A listed key read in full (when the store finds it new or changed); its
+        refusal named as the page's would be, the key scrubbed from it."""
+        with self._scrubbed_errors():
+            try:
+                return read_key(item, offset=offset)
+            except ApiError as exc:
+                raise exc.locate(workspace=workspace_id, offset=offset) from exc.__cause__
 
     def get_key(self, key_hash: str) -> KeyLookup | None:
         """``GET /keys/{hash}``; None when the key no longer exists (404)."""

@@ -91,6 +91,6 @@ def extract_keys(
                 tallies.append(tally)
                 for page in iter_workspace(client, workspace, tally):
                     if out is not None:
-                        out.writelines(f"{dump_json(dict(r.raw))}\n" for r in page.records)
+                        out.writelines(f"{dump_json(dict(r.full().raw))}\n" for r in page.records)
                         out.flush()  # a reader at the end of a pipe gets each page as it comes
     return ExtractResult(tallies, time.monotonic() - started)

@@ -24,21 +24,30 @@ less than the careful one and build the same records from what it accepts:
 
 ``KeyRecord.digest`` is here the blake2b of the key's bytes exactly as the server sent
 them (the careful parser digests ``dump_json``'s text): one C call, no re-encoding.
+
+``list_key_page`` reads a listing's page only as far as paging and change detection
+need: each key's hash, creation time and workspace, and the digest of its bytes, as a
+``ListedKey`` whose ``full()`` reads the rest (``read_key``: the fast path, or the
+careful parser for a key it does not vouch for). An unchanged key (most of them, most
+nights) is then never read in full: its bytes are the ones stored, read in full then.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import partial
 from operator import attrgetter, itemgetter
 from typing import Annotated, Any
 
 import msgspec
 
 from etl.core.column_limits import MONEY_INTEGER_DIGITS
-from etl.core.key_fields import KEY_FIELDS, KeyField, KeyRecord, Kind
-from etl.openrouter.records import parse_timestamp
+from etl.core.exact_json import parse_json
+from etl.core.key_fields import KEY_FIELDS, KeyField, KeyRecord, Kind, ListedKey
+from etl.openrouter.records import parse_key, parse_timestamp
 
 # Money the fast path vouches for without counting digits: a JSON float of at most 20
 # characters with at most a one-digit exponent (at most 27 digits after the point and
@@ -85,7 +94,17 @@ class _WirePage(msgspec.Struct, gc=False):
     data: list[msgspec.Raw]
 
 
+_FIELDS = {f.name: f for f in KEY_FIELDS}
+# What a listing needs of a key before it is read in full (unknown fields ignored).
+_ListedWire = msgspec.defstruct(
+    "_ListedWire",
+    [(name, _wire_type(_FIELDS[name])) for name in ("hash", "created_at", "workspace_id")],
+    gc=False,
+)
+
+
 _PAGE = msgspec.json.Decoder(_WirePage)
+_LISTED = msgspec.json.Decoder(_ListedWire)
 _VALUES = msgspec.json.Decoder(float_hook=_short_decimal)
 _FIELD_VALUES = attrgetter(*(f.name for f in KEY_FIELDS))
 _TIMESTAMPS = tuple(i for i, f in enumerate(KEY_FIELDS) if f.kind is Kind.TIMESTAMP)
@@ -105,6 +124,44 @@ def parse_key_page(body: bytes) -> list[KeyRecord] | None:
     # RecursionError. Whatever the reason, the careful parser gives the answer.
     except (ValueError, KeyError, ArithmeticError, RecursionError):
         return None
+
+
+def list_key_page(body: bytes, read: Callable[[msgspec.Raw], KeyRecord]) -> list[ListedKey] | None:
+    """The keys of a ``{"data": [key, ...]}`` body as far as a listing needs them, each
+    read in full by ``read(its bytes)`` when asked; None: let the careful parser read
+    the page."""
+    if _NUL_ESCAPE in body:
+        return None
+    try:
+        return [_listed(item, read) for item in _PAGE.decode(body).data]
+    except (ValueError, KeyError, ArithmeticError, RecursionError):
+        return None
+
+
+def _listed(item: msgspec.Raw, read: Callable[[msgspec.Raw], KeyRecord]) -> ListedKey:
+    wire: Any = _LISTED.decode(item)
+    return ListedKey(
+        wire.hash,
+        _timestamp(wire.created_at),
+        wire.workspace_id,
+        hashlib.blake2b(item, digest_size=16).digest(),
+        partial(read, item),
+    )
+
+
+def read_key(item: msgspec.Raw, *, offset: int | None = None) -> KeyRecord:
+    """One key's bytes read in full: by the fast path, else by the careful parser
+    (which words the refusal, naming the page at ``offset``, as for the whole page).
+    Either way the record keeps the server's text and the digest of its bytes."""
+    try:
+        return _record(item)
+    except (ValueError, KeyError, ArithmeticError, RecursionError):
+        pass
+    text = bytes(item).decode()
+    record = parse_key(parse_json(text), offset=offset)
+    record.raw_text = text
+    record.digest = hashlib.blake2b(item, digest_size=16).digest()
+    return record
 
 
 def _timestamp(text: str) -> datetime:

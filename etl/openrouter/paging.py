@@ -43,14 +43,14 @@ on unbounded. The estimate only saves requests: the rules above decide the end.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
 
 from etl.core.errors import ApiError, PaginationError
-from etl.core.key_fields import KeyRecord
+from etl.core.key_fields import Listing
 
 OVERLAP = 1
 # Requests in a row that bring no new key. Stepping back over a burst of deletions
@@ -65,7 +65,7 @@ class FetchedPage:
     """One ``GET /keys`` answer: its records and the server's clock (``Date``)."""
 
     offset: int
-    records: list[KeyRecord]
+    records: Sequence[Listing]
     server_time: datetime
 
 
@@ -75,7 +75,7 @@ class KeyPage:
 
     workspace: str
     offset: int
-    records: list[KeyRecord]
+    records: list[Listing]
     server_time: datetime
     listed: int  # keys the server returned on this page, repeats included
 
@@ -87,7 +87,7 @@ class _Cursor:
         self.created_at: datetime | None = None
         self.tied: set[str] = set()
 
-    def covers(self, record: KeyRecord) -> bool:
+    def covers(self, record: Listing) -> bool:
         """True when ``record`` was emitted, or is newer than everything emitted."""
         if self.created_at is None:
             return False
@@ -95,7 +95,7 @@ class _Cursor:
             return record.created_at > self.created_at
         return record.hash in self.tied
 
-    def admit(self, record: KeyRecord) -> bool:
+    def admit(self, record: Listing) -> bool:
         """Record ``record`` as emitted; False when it already was (or is newer)."""
         if self.covers(record):
             return False
@@ -140,14 +140,14 @@ class _Prefetcher:
             self._pending.popleft()[1].cancel()
 
 
-def _distinct(records: list[KeyRecord]) -> list[KeyRecord]:
+def _distinct(records: Sequence[Listing]) -> Sequence[Listing]:
     """The page without keys listed twice in a row (a server glitch, one key)."""
     if all(a.hash != b.hash for a, b in pairwise(records)):
         return records
     return [r for i, r in enumerate(records) if i == 0 or records[i - 1].hash != r.hash]
 
 
-def _check_newest_first(items: list[KeyRecord], *, workspace: str, offset: int) -> None:
+def _check_newest_first(items: Sequence[Listing], *, workspace: str, offset: int) -> None:
     """The cursor is only sound on a newest-first listing: refuse any other order
     (it would make keys look already listed and drop them silently)."""
     for earlier, later in pairwise(items):

@@ -33,6 +33,7 @@ from etl.core.key_fields import (
     SNAPSHOT_FIELDS,
     VERSIONED_FIELDS,
     KeyRecord,
+    Listing,
 )
 from etl.store import bulk, daily_spend, derived, seen_keys, versions
 from etl.store.counts import PageCounts
@@ -60,7 +61,7 @@ def key_row(record: KeyRecord, raw_json: str, captured_at: datetime) -> dict[str
 class Listed:
     """A key record and the server time of the response that carried it."""
 
-    record: KeyRecord
+    record: Listing  # read in full (``full()``) only once found new or changed
     captured_at: datetime
 
 
@@ -142,7 +143,7 @@ def load_batch(
 
 
 def _key_row(listed: Listed) -> dict[str, Any]:
-    record = listed.record
+    record = listed.record.full()
     # The text as served when there is one: verbatim, and no cost to write out again.
     row = key_row(record, record.raw_text or dump_json(record.raw), listed.captured_at)
     row["digest"] = record.digest or None
@@ -183,7 +184,7 @@ def _split_unchanged(
         )
         for listed in compare:
             record = listed.record
-            if parse_json(payloads[record.hash]) != record.raw:
+            if parse_json(payloads[record.hash]) != record.full().raw:
                 changed.append(listed)
             elif record.digest:
                 refreshed.append({"b_hash": record.hash, "b_digest": record.digest})

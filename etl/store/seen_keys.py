@@ -38,7 +38,7 @@ from sqlalchemy import (
     select,
 )
 
-from etl.core.key_fields import KeyRecord
+from etl.core.key_fields import Listing
 from etl.store import bulk
 from models import ApiKey
 from models.keys import HASH_LENGTH, ID_LENGTH
@@ -106,7 +106,7 @@ def add(connection: Connection, hashes: Sequence[str]) -> None:
     bulk.insert_rows(connection, SEEN_KEYS, [{"key_hash": h} for h in hashes])
 
 
-def stage_batch(connection: Connection, records: Sequence[KeyRecord]) -> None:
+def stage_batch(connection: Connection, records: Sequence[Listing]) -> None:
     """Make ``records`` (no key twice) the batch ``unmatched`` reads, and record them
     as seen."""
     bulk.empty_scratch(connection, BATCH_KEYS)

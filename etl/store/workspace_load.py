@@ -28,7 +28,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from etl.core.clock import utcnow
 from etl.core.config import DEFAULT_WORKSPACE
-from etl.core.key_fields import KeyRecord
+from etl.core.key_fields import KeyRecord, Listing
 from etl.store import daily_spend, derived, loading, runs, seen_keys
 from etl.store.counts import PageCounts
 from models import ApiKey, Workspace
@@ -97,7 +97,7 @@ class WorkspaceLoad:
         self._flush()
         return self._counts
 
-    def add_page(self, records: Sequence[KeyRecord], server_time: datetime) -> None:
+    def add_page(self, records: Sequence[Listing], server_time: datetime) -> None:
         """Load one page of the listing, captured at the server time of its response."""
         if self._listed is not None:
             raise RuntimeError("the listing has ended: no page can be added after missing_keys()")

@@ -16,7 +16,7 @@ from etl.core.errors import PayloadError
 from etl.core.exact_json import dump_json, parse_json
 from etl.core.key_fields import KEY_FIELDS
 from etl.openrouter.client import OpenRouterClient
-from etl.openrouter.fast_keys import parse_key_page
+from etl.openrouter.fast_keys import list_key_page, parse_key_page, read_key
 from etl.openrouter.records import parse_key_list
 from etl.simulator.service import Simulator, encode_json
 from etl.simulator.world import World
@@ -32,8 +32,36 @@ def careful(body: bytes) -> list[Any] | None:
         return None
 
 
+def assert_listed_keys_read_as_the_page(body: bytes) -> None:
+    """A listing's keys (``list_key_page``), each read in full, are the careful parser's
+    records, or the first that cannot be read raises the careful parser's message."""
+    listed = list_key_page(body, lambda item: read_key(item, offset=0))
+    if listed is None:
+        return  # the careful parser reads the page, as before
+    try:
+        expected, refusal = parse_key_list(parse_json(body), offset=0), None
+    except PayloadError as exc:
+        expected, refusal = None, str(exc)
+    try:
+        got, got_refusal = [key.full() for key in listed], None
+    except PayloadError as exc:
+        got, got_refusal = None, str(exc)
+    assert got_refusal == refusal
+    if got is not None:
+        assert got == expected
+        for key, record in zip(listed, got, strict=True):
+            assert (key.hash, key.created_at, key.workspace_id, key.digest) == (
+                record.hash,
+                record.created_at,
+                record.workspace_id,
+                record.digest,
+            )
+            assert parse_json(record.raw_text) == record.raw
+
+
 def assert_same_or_declined(body: bytes) -> bool:
     """The fast path declines ``body`` or gives the careful parser's records; True if fast."""
+    assert_listed_keys_read_as_the_page(body)
     fast = parse_key_page(body)
     if fast is None:
         return False
@@ -200,9 +228,32 @@ def test_the_client_reads_pages_by_the_fast_path() -> None:
             assert record.digest == hashlib.blake2b(sent, digest_size=16).digest()
         simulator.faults.update({"duplicate_key_rate": 0.0, "schema_drift": True})
         drifted = client.fetch_key_page(workspace, 0)
-        assert drifted.records == fetched.records
+        assert [r.full() for r in drifted.records] == [r.full() for r in fetched.records]
         # Each digest is of the bytes sent, which now carry the new field.
         assert all(
             a.digest != b.digest for a, b in zip(drifted.records, fetched.records, strict=True)
         )
-        assert all("new_field_x" in r.extra for r in drifted.records)
+        assert all("new_field_x" in r.full().extra for r in drifted.records)
+
+
+def test_a_listed_key_is_read_in_full_only_when_asked_and_refused_as_the_page_was() -> None:
+    bad = key_payload(1, usage="12.5")  # money as a string: the careful parser refuses it
+    body = page(key_payload(0), bad, key_payload(2))
+    reads: list[bytes] = []
+
+    def read(item: msgspec.Raw) -> Any:
+        reads.append(bytes(item))
+        return read_key(item, offset=99)
+
+    listed = list_key_page(body, read)
+    assert listed is not None and [k.hash for k in listed] == [
+        key_payload(n)["hash"] for n in range(3)
+    ]
+    assert reads == []  # hashes, times, workspaces and digests need no full read
+    assert listed[2].full().hash == key_payload(2)["hash"]
+    with pytest.raises(PayloadError) as caught:
+        listed[1].full()
+    with pytest.raises(PayloadError) as whole_page:
+        parse_key_list(parse_json(body), offset=99)
+    assert str(caught.value) == str(whole_page.value)
+    assert len(reads) == 2
