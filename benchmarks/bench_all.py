@@ -193,7 +193,9 @@ def floor_worker(params: dict[str, Any]) -> None:
         keys = 0
         try:
             for page in client.iter_key_pages(workspace_id):
-                keys += len(page.records)
+                # Every key read in full: the floor is fetching and parsing the pages
+                # (a sync reads in full only the keys it finds new or changed).
+                keys += len([record.full() for record in page.records])
         except BaseException as exc:  # handed to the main thread
             errors.append(exc)
         counts.append(keys)

@@ -55,7 +55,7 @@ def _drain(client: Any, workspace_id: str, tally: _Tally) -> None:
     try:
         for page in client.iter_key_pages(workspace_id):
             tally.pages += 1
-            tally.keys += len(page.records)
+            tally.keys += len([record.full() for record in page.records])  # read in full
             tally.listed += page.listed
     except BaseException as exc:  # handed to the main thread, which fails the run
         tally.error = exc
