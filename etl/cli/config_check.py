@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from etl.cli.options import config_option, database_option
 from etl.core.config import Account, Settings, load_database_url_and_source, load_settings
 from etl.core.errors import ConfigError
 from etl.openrouter.probe import probe_key
@@ -25,17 +26,8 @@ def config_group() -> None:
 
 
 @config_group.command("check")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    help="TOML settings file (default ./keyledger.toml, or $KEYLEDGER_CONFIG).",
-)
-@click.option(
-    "--database-url",
-    metavar="URL",
-    help="SQLAlchemy database URL (default sqlite:///keyledger.db, or $KEYLEDGER_DATABASE_URL).",
-)
+@config_option
+@database_option
 def config_check(config_path: str | None, database_url: str | None) -> None:
     """Validate the settings, test each management key with one request, check the
     database and its schema, and print a checklist of what to fix.

@@ -14,31 +14,25 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 from click.core import ParameterSource
 
+from etl.cli.options import config_option, database_option, fail
 from etl.core.clock import utcnow
 from etl.core.config import DEFAULT_WORKSPACE, load_configured_workspaces, load_database_url
 from etl.core.errors import KeyledgerError
+from etl.core.exit_codes import EXIT_OK, EXIT_STALE, EXIT_USAGE
 from etl.reports import history as show
 from etl.store.database import open_engine
 from etl.store.history import reading, recent_runs, run_detail, workspace_syncs
 from etl.store.migrations import check_current
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-EXIT_STALE = 5  # after DESIGN.md's 0-4: a workspace is older than --max-age, or never synced
 DEFAULT_MAX_AGE = "26h"  # a nightly run, with two hours' slack
 _AGE_PART = re.compile(r"(\d+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 T = TypeVar("T")
-
-
-def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
-    """Print one line to stderr and exit with ``code``."""
-    click.echo(f"keyledger: error: {message}", err=True)
-    sys.exit(code)
 
 
 def parse_age(text: str) -> timedelta:
@@ -67,17 +61,6 @@ def workspace_id(text: str) -> str:
         ) from None
 
 
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    help="TOML settings file (default ./keyledger.toml, or $KEYLEDGER_CONFIG).",
-)
-database_option = click.option(
-    "--database-url",
-    metavar="URL",
-    help="SQLAlchemy database URL (default sqlite:///keyledger.db, or $KEYLEDGER_DATABASE_URL).",
-)
 format_option = click.option(
     "--format",
     "output_format",

@@ -22,6 +22,7 @@ from etl.cli.global_options import KeyledgerGroup, with_global_options
 from etl.cli.history import runs, status
 from etl.cli.logs import LOG_REDACTION, for_people, say, say_summary
 from etl.cli.memory import limit_heap_growth
+from etl.cli.options import config_option, database_option, fail
 from etl.cli.progress import sync_progress
 from etl.cli.run_hooks import RunHooks
 from etl.cli.run_report import report_sync
@@ -51,12 +52,6 @@ from etl.store.migrations import MigrationLockedError, check_current, upgrade
 __all__ = ["EXIT_FAILURE", "EXIT_LOCKED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "cli", "main"]
 
 
-def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
-    """Log one error line on stderr and exit with ``code``."""
-    say(f"keyledger: error: {message}")
-    sys.exit(code)
-
-
 @with_global_options
 @click.group(cls=KeyledgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="keyledger")
@@ -72,25 +67,12 @@ cli.add_command(runs)
 cli.add_command(status)
 cli.add_command(config_group)
 
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    help="TOML settings file (default ./keyledger.toml, or $KEYLEDGER_CONFIG).",
-)
 workspace_option = click.option(
     "--workspace",
     "workspaces",
     multiple=True,
     metavar="ID",
     help='Only this workspace ("default" or a UUID); repeatable.',
-)
-
-
-database_option = click.option(
-    "--database-url",
-    metavar="URL",
-    help="SQLAlchemy database URL (default sqlite:///keyledger.db, or $KEYLEDGER_DATABASE_URL).",
 )
 
 

@@ -14,11 +14,10 @@ from types import TracebackType
 
 from etl.cli.run_report import where
 from etl.core.config import Settings
+from etl.core.exit_codes import exit_code_of_signal
 from etl.deadman import Pinger
 from etl.metrics import write_run_metrics
 from etl.sync import SyncResult
-
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 
 class RunHooks:
@@ -84,5 +83,5 @@ def exit_status(exc: BaseException | None) -> int:
             return 0
         return exc.code if isinstance(exc.code, int) else 1
     if isinstance(exc, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
+        return exit_code_of_signal("SIGINT")
     return 1

@@ -13,6 +13,7 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_LOCKED = 4
+EXIT_STALE = 5  # `keyledger status` only: a workspace older than --max-age, or never synced
 
 # What each code means to whoever reads it from cron or a monitor.
 EXIT_CODES: dict[int, str] = {
