@@ -101,7 +101,11 @@ def money_double(value: Decimal | None) -> float | None:
 def decimal_of_double(value: float) -> Decimal:
     """The Decimal of the shortest repr of ``value``, with the digits NUMERIC gives:
     ``1e+20`` as 100000000000000000000, ``5.0`` as 5."""
-    amount = without_padding(Decimal(repr(value)))
+    text = repr(value)
+    if "e" not in text and not text.endswith(".0"):
+        # The usual amount ("0.0140768076"): the shortest repr has no zeros to drop.
+        return Decimal(text)
+    amount = without_padding(Decimal(text))
     exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and exponent > 0:
         return Decimal(int(amount))  # exact at any size, unlike quantize

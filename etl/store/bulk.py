@@ -131,13 +131,22 @@ def batch_lookups(connection: Connection) -> Iterator[None]:
     if connection.dialect.name != "postgresql":
         yield
         return
-    connection.exec_driver_sql("SET LOCAL enable_hashjoin = off")
-    connection.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+    # One round trip each way (each is a statement per batch): set_config(..., true) is
+    # SET LOCAL, and the values it replaced are put back after.
+    hashjoin, mergejoin, _, _ = connection.exec_driver_sql(_JOINS_OFF).one()
     try:
         yield
     finally:
-        connection.exec_driver_sql("SET LOCAL enable_hashjoin TO DEFAULT")
-        connection.exec_driver_sql("SET LOCAL enable_mergejoin TO DEFAULT")
+        connection.exec_driver_sql(_JOINS_BACK, (hashjoin, mergejoin))
+
+
+_JOINS_OFF = (
+    "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'),"
+    " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+)
+_JOINS_BACK = (
+    "SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)"
+)
 
 
 def empty_scratch(connection: Connection, table: Table) -> None:

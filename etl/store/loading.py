@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import BindParameter, Connection, bindparam, func, select, update
 
-from etl.core.exact_json import dump_json, parse_json
+from etl.core.exact_json import dump_json, parse_json_quickly
 from etl.core.key_fields import (
     KEY_COLUMNS,
     KEY_FIELDS,
@@ -97,7 +97,7 @@ def load_batch(
     counts = PageCounts(seen=len(batch))
     if not batch:
         return counts
-    known, refreshed, changed = _split_unchanged(connection, batch)
+    stored, refreshed, changed = _split_unchanged(connection, batch)
     if refreshed:
         connection.execute(_REFRESH_DIGEST, refreshed)
     rows = [_key_row(listed) for listed in changed]
@@ -107,7 +107,6 @@ def load_batch(
         for row in rows:
             for field in MONEY_COLUMNS:
                 row[field] = money_as_stored(row[field], connection.dialect)
-    stored = _stored_state(connection, [row["hash"] for row in rows if row["hash"] in known])
     snapshots: list[str] = []
     new_versions: list[str] = []
     closing: dict[datetime, list[str]] = {}  # current versions that end, by moment
@@ -152,9 +151,10 @@ def _key_row(listed: Listed) -> dict[str, Any]:
 
 def _split_unchanged(
     connection: Connection, batch: Sequence[Listed]
-) -> tuple[set[str], list[dict[str, Any]], list[Listed]]:
-    """Which keys that are not unchanged are stored at all, the digests to refresh of
-    keys found unchanged by value, and the keys that are new or changed.
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[Listed]]:
+    """The stored state of the keys that are not unchanged but stored (by hash), the
+    digests to refresh of keys found unchanged by value, and the keys that are new or
+    changed.
 
     A live key that arrives from the same workspace with the digest it was stored with
     is unchanged. One whose digest differs (or was never stored: rows from before 0007)
@@ -176,25 +176,22 @@ def _split_unchanged(
             compare.append(listed)  # only the digest differs (or was never stored)
         else:
             changed.append(listed)
-    stored_keys = {h for h, (known, _) in unmatched.items() if known}
+    # One read of what is stored of them: the state change detection compares, and the
+    # payload of those whose digest alone differs.
+    stored = _stored_state(connection, [h for h, (known, _) in unmatched.items() if known])
     refreshed: list[dict[str, Any]] = []
-    if compare:
-        payloads = dict(
-            connection.execute(_STORED_PAYLOADS, {"hashes": [c.record.hash for c in compare]}).all()
-        )
-        for listed in compare:
-            record = listed.record
-            if parse_json(payloads[record.hash]) != record.full().raw:
-                changed.append(listed)
-            elif record.digest:
-                refreshed.append({"b_hash": record.hash, "b_digest": record.digest})
-    return stored_keys, refreshed, changed
+    for listed in compare:
+        record = listed.record
+        if parse_json_quickly(stored[record.hash]["raw_json"]) != record.full().raw:
+            changed.append(listed)
+        elif record.digest:
+            refreshed.append({"b_hash": record.hash, "b_digest": record.digest})
+    return stored, refreshed, changed
 
 
 # Built once: a statement object memoizes its cache key, so executing it per page costs
 # no statement building (it showed in the profile of an unchanged sync).
 _HASHES: BindParameter[list[str]] = bindparam("hashes", expanding=True)
-_STORED_PAYLOADS = select(ApiKey.hash, ApiKey.raw_json).where(ApiKey.hash.in_(_HASHES))
 _REFRESH_DIGEST = (
     update(ApiKey).where(ApiKey.hash == bindparam("b_hash")).values(digest=bindparam("b_digest"))
 )
@@ -209,13 +206,13 @@ _SNAPSHOT_AT = (
 )
 _STATE_FIELDS = sorted({"deleted_at", *SNAPSHOT_FIELDS, *VERSIONED_FIELDS})
 _STORED_STATE = select(
-    ApiKey.hash, *(getattr(ApiKey, f) for f in _STATE_FIELDS), _SNAPSHOT_AT
+    ApiKey.hash, *(getattr(ApiKey, f) for f in _STATE_FIELDS), ApiKey.raw_json, _SNAPSHOT_AT
 ).where(ApiKey.hash.in_(_HASHES))
 
 
 def _stored_state(connection: Connection, hashes: list[str]) -> dict[str, Any]:
     """What the database knows of these keys: the fields change detection compares,
-    and when each key's latest snapshot was captured."""
+    the payload, and when each key's latest snapshot was captured."""
     if not hashes:
         return {}
     rows = connection.execute(_STORED_STATE, {"hashes": hashes}).all()

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from etl.core.exact_json import dump_json, parse_json
+from etl.core.exact_json import dump_json, parse_json, parse_json_quickly
 
 PINNED: list[tuple[Any, str]] = [
     (
@@ -128,3 +128,39 @@ def test_nan_and_infinity_are_not_parsed() -> None:
     for constant in ("NaN", "Infinity", "-Infinity"):
         with pytest.raises(ValueError, match="not a valid JSON number"):
             parse_json(f'{{"usage": {constant}}}')
+
+
+def _typed(value: Any) -> Any:
+    """The value with the type of every scalar beside it: 1 and Decimal(1) differ."""
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    return (type(value), str(value))
+
+
+@given(json_values)
+def test_parse_json_quickly_is_parse_json(value: Any) -> None:
+    for text in (dump_json(value), dump_json(value, ensure_ascii=False)):
+        assert _typed(parse_json_quickly(text)) == _typed(parse_json(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "a": 2.50}',  # the last of a repeated name wins
+        "[1E400, -0, -0.0, 123456789012345678901234567890, 1e-7]",
+        '"\\ud800"',  # a lone surrogate: msgspec refuses it, parse_json reads it
+        ' {"usage" : 0.0140768076 } ',
+    ],
+)
+def test_parse_json_quickly_reads_the_edges_as_parse_json_does(text: str) -> None:
+    assert _typed(parse_json_quickly(text)) == _typed(parse_json(text))
+
+
+def test_parse_json_quickly_refuses_what_parse_json_refuses() -> None:
+    for text in ("[NaN]", "{", '{"a": Infinity}'):
+        with pytest.raises(ValueError):
+            parse_json(text)
+        with pytest.raises(ValueError):
+            parse_json_quickly(text)

@@ -368,7 +368,7 @@ def test_an_equal_digest_is_unchanged_without_parsing_the_stored_payload(
     def refuse(body: str | bytes) -> Any:
         raise AssertionError("a stored payload was parsed")
 
-    monkeypatch.setattr(loading, "parse_json", refuse)
+    monkeypatch.setattr(loading, "parse_json_quickly", refuse)
     again = load_listing(engine, [(keys, T0 + timedelta(hours=1))])
 
     assert (again.counts.new, again.counts.changed, again.counts.snapshots) == (0, 0, 0)
