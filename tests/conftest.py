@@ -80,17 +80,109 @@ def wipe(engine: Engine) -> None:
     metadata.drop_all(engine)
 
 
+# What a server database migrated to head from nothing holds (schema_of), by URL: a
+# database that still holds exactly that is emptied row by row for the next test instead
+# of dropped and migrated again (on MariaDB, whose DDL is slow, 20 ms instead of ~1.7 s).
+_FRESH_SCHEMA: dict[str, tuple[str, ...]] = {}
+
+_SCHEMA_SQL = {
+    "postgresql": """
+        SELECT 'c:' || table_name || '.' || column_name || ':' || data_type || ':'
+               || is_nullable || ':' || coalesce(column_default, '')
+        FROM information_schema.columns WHERE table_schema = current_schema()
+        UNION ALL SELECT 'v:' || table_name || ':' || md5(view_definition)
+        FROM information_schema.views WHERE table_schema = current_schema()
+        UNION ALL SELECT 'i:' || tablename || '.' || indexname || ':' || md5(indexdef)
+        FROM pg_indexes WHERE schemaname = current_schema()
+        UNION ALL SELECT 't:' || event_object_table || '.' || trigger_name || ':'
+               || md5(action_statement)
+        FROM information_schema.triggers WHERE trigger_schema = current_schema()
+        UNION ALL SELECT 'f:' || p.proname || ':' || md5(p.prosrc)
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = current_schema()
+        UNION ALL SELECT 'a:' || version_num FROM alembic_version
+    """,
+    "mysql": """
+        SELECT CONCAT('c:', table_name, '.', column_name, ':', column_type, ':',
+                      is_nullable, ':', COALESCE(column_default, ''))
+        FROM information_schema.columns WHERE table_schema = DATABASE()
+        UNION ALL SELECT CONCAT('v:', table_name, ':', MD5(view_definition))
+        FROM information_schema.views WHERE table_schema = DATABASE()
+        UNION ALL SELECT CONCAT('i:', table_name, '.', index_name, '.', column_name, ':',
+                                seq_in_index)
+        FROM information_schema.statistics WHERE table_schema = DATABASE()
+        UNION ALL SELECT CONCAT('t:', event_object_table, '.', trigger_name, ':',
+                                MD5(action_statement))
+        FROM information_schema.triggers WHERE trigger_schema = DATABASE()
+        UNION ALL SELECT CONCAT('f:', routine_name) FROM information_schema.routines
+        WHERE routine_schema = DATABASE()
+        UNION ALL SELECT CONCAT('a:', version_num) FROM alembic_version
+    """,
+}
+
+
+def schema_of(engine: Engine) -> tuple[str, ...] | None:
+    """Every column, view, index, trigger and function, and the alembic revision, of a
+    server database (what a test may have added or changed); None on SQLite (each
+    test has its own file) or when it has no alembic_version."""
+    sql = _SCHEMA_SQL.get(engine.dialect.name)
+    if sql is None:
+        return None
+    try:
+        with engine.connect() as connection:
+            return tuple(sorted(connection.execute(text(sql)).scalars()))
+    except SQLAlchemyError:
+        return None
+
+
+def empty_tables(engine: Engine) -> None:
+    """Delete every row but alembic's, counters back at 1: as a fresh migration leaves it."""
+    with engine.begin() as connection:
+        tables = [
+            name for name in inspect(connection).get_table_names() if name != "alembic_version"
+        ]
+        if engine.dialect.name == "postgresql":
+            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            return
+        connection.execute(text("SET FOREIGN_KEY_CHECKS = 0"))
+        for table in tables:
+            connection.execute(text(f"DELETE FROM {table}"))
+            connection.execute(text(f"ALTER TABLE {table} AUTO_INCREMENT = 1"))
+        connection.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
+
+
+def migrated_and_empty(engine: Engine, url: str) -> None:
+    """The database at head with no rows: emptied when it holds just what a fresh
+    migration made, else wiped and migrated from nothing."""
+    engine.dispose()
+    end_stray_sessions(engine)
+    fresh = _FRESH_SCHEMA.get(url)
+    if fresh is not None and schema_of(engine) == fresh:
+        empty_tables(engine)
+        return
+    wipe(engine)
+    upgrade(engine)
+    schema = schema_of(engine)
+    if schema is not None:
+        _FRESH_SCHEMA[url] = schema
+
+
 @pytest.fixture(params=list(BACKEND_URLS))
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database on each backend, migrated to head through alembic."""
     url = backend_url(request.param, tmp_path)
     engine = make_engine(url)
-    wipe(engine)
-    upgrade(engine)
+    migrated_and_empty(engine, url)
     engine.dispose()
     yield url
+    # Left at head with no rows (or, when the test changed its schema, with no tables):
+    # tests that want a database with no tables at all wipe it themselves.
     engine = make_engine(url)
-    wipe(engine)
+    if _FRESH_SCHEMA.get(url) is not None and schema_of(engine) == _FRESH_SCHEMA[url]:
+        end_stray_sessions(engine)
+        empty_tables(engine)
+    else:
+        wipe(engine)
     engine.dispose()
 
 
