@@ -35,8 +35,6 @@ _TEXT_LIMITS = {
     "model_permaslug": TextLimit("daily_activity.model_permaslug", characters=255),
     "provider_name": TextLimit("daily_activity.provider_name", characters=255),
 }
-_MONEY = ("usage", "byok_usage_inference")
-_COUNTS = ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens")
 _BIGINT_MAX = 2**63 - 1
 
 
@@ -115,7 +113,6 @@ def parse_activity(
 def _item(raw: Any, where: str) -> ActivityItem:
     if not isinstance(raw, Mapping):
         raise PayloadError(f"{where} is not a JSON object")
-    text = {name: _text(raw, name, where) for name in _TEXT_LIMITS}
     raw_day = _text(raw, "date", where)
     try:
         day = date.fromisoformat(raw_day)
@@ -123,9 +120,20 @@ def _item(raw: Any, where: str) -> ActivityItem:
         raise PayloadError(f"{where}: 'date' is {raw_day[:40]!r}, not YYYY-MM-DD") from None
     if len(raw_day) != len("YYYY-MM-DD"):
         raise PayloadError(f"{where}: 'date' is {raw_day[:40]!r}, not YYYY-MM-DD")
-    money = {name: _money(raw, name, where) for name in _MONEY}
-    counts = {name: _count(raw, name, where) for name in _COUNTS}
-    return ActivityItem(day=day, **text, **money, **counts)
+    return ActivityItem(
+        day=day,
+        workspace_id=_text(raw, "workspace_id", where),
+        endpoint_id=_text(raw, "endpoint_id", where),
+        model=_text(raw, "model", where),
+        model_permaslug=_text(raw, "model_permaslug", where),
+        provider_name=_text(raw, "provider_name", where),
+        usage=_money(raw, "usage", where),
+        byok_usage_inference=_money(raw, "byok_usage_inference", where),
+        requests=_count(raw, "requests", where),
+        prompt_tokens=_count(raw, "prompt_tokens", where),
+        completion_tokens=_count(raw, "completion_tokens", where),
+        reasoning_tokens=_count(raw, "reasoning_tokens", where),
+    )
 
 
 def _field(raw: Mapping[str, Any], name: str, where: str) -> Any:
@@ -146,7 +154,7 @@ def _text(raw: Mapping[str, Any], name: str, where: str) -> str:
         problem = "is empty"
     if problem is not None:
         raise PayloadError(f"{where}: '{name}' {problem}")
-    return value
+    return str(value)
 
 
 def _money(raw: Mapping[str, Any], name: str, where: str) -> Decimal:
