@@ -22,6 +22,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from etl.core.activity_item import ActivityItem
 from etl.core.column_limits import TextLimit, fits_money_column
 from etl.core.errors import PayloadError
 
@@ -36,24 +37,6 @@ _TEXT_LIMITS = {
     "provider_name": TextLimit("daily_activity.provider_name", characters=255),
 }
 _BIGINT_MAX = 2**63 - 1
-
-
-@dataclass(frozen=True, slots=True)
-class ActivityItem:
-    """One ``ActivityItem``: a day's usage of one endpoint in one workspace."""
-
-    day: date
-    workspace_id: str
-    endpoint_id: str
-    model: str
-    model_permaslug: str
-    provider_name: str
-    usage: Decimal
-    byok_usage_inference: Decimal
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    reasoning_tokens: int
 
 
 @dataclass(frozen=True, slots=True)

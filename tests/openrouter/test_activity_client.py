@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from etl.core.activity_item import ActivityItem
 from etl.core.errors import ApiStatusError, AuthError, PayloadError
-from etl.openrouter.activity import ActivityItem
 from etl.openrouter.client import OpenRouterClient
 from tests.activity_contract import check_request, check_response
 from tests.helpers import SECRET, error_body, json_response, secret, settings
