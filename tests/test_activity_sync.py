@@ -246,6 +246,7 @@ def test_a_refetched_day_with_late_usage_is_replaced_not_added(engine: Engine) -
     after = stored_cells(engine)
     days = set(window(recorded.world.now.date())) | {d for d, _, _ in before}
     assert after == truth_cells(recorded, engine, days)
+
     def day_total(cells: dict[Cell, tuple[Any, ...]]) -> Decimal:
         return sum((Decimal(v[0]) for c, v in cells.items() if c[0] == yesterday), Decimal(0))
 
