@@ -39,12 +39,13 @@ def report_sync(result: SyncResult) -> int:
             error=workspace.error,
         )
     for activity in result.activity:
-        if activity.status is ActivityStatus.OK:
+        # Skipped (no workspace synced) and interrupted say nothing the lines above don't.
+        if activity.status is not ActivityStatus.FAILED:
             continue
         why = f": {activity.error}" if activity.error else ""
         say(
             f"keyledger: account {activity.account}, activity: {activity.status}{why}",
-            level=logging.ERROR if activity.status is ActivityStatus.FAILED else logging.WARNING,
+            level=logging.ERROR,
             run_id=result.run_id,
             account=activity.account,
             part="activity",

@@ -21,7 +21,7 @@ def test_a_refused_activity_fetch_is_its_own_line_and_exits_partial(database_url
     lines = result.stderr.splitlines()
     failures = [line for line in lines if line.startswith("keyledger: account default, activity")]
     assert len(failures) == 1
-    assert failures[0].startswith("keyledger: account default, activity: failed: activity: ")
+    assert failures[0].startswith("keyledger: account default, activity: failed: GET /activity: ")
     assert "HTTP 403" in failures[0] and TOKEN not in result.stderr
     summary = SUMMARY.match(lines[-1])
     assert summary is not None and "2 workspaces ok, 0 failed" in lines[-1]
