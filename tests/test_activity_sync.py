@@ -485,3 +485,39 @@ def test_top_keys_are_the_previous_days_biggest_spenders(engine: Engine) -> None
     assert asked == set(top)
     assert {k for k, _ in day_rows(engine, per_key=True)} == set(top)
     assert result.status == "ok"
+
+
+def refuse_activity_rows(engine: Engine, workspace_id: str) -> None:
+    """Make the database refuse daily_activity rows of ``workspace_id``: a real database
+    error inside the activity transaction, after other rows were written in it."""
+    message = "refused by the test: daily_activity"
+    if engine.dialect.name == "sqlite":
+        statements = [
+            "CREATE TRIGGER refuse_activity BEFORE INSERT ON daily_activity "
+            f"WHEN NEW.workspace_id = '{workspace_id}' "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        ]
+    elif engine.dialect.name == "postgresql":
+        statements = [
+            "CREATE OR REPLACE FUNCTION refuse_activity() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$",
+            "CREATE TRIGGER refuse_activity BEFORE INSERT ON daily_activity FOR EACH ROW "
+            f"WHEN (NEW.workspace_id = '{workspace_id}') EXECUTE FUNCTION refuse_activity()",
+        ]
+    else:
+        statements = [
+            "CREATE TRIGGER refuse_activity BEFORE INSERT ON daily_activity FOR EACH ROW "
+            f"BEGIN IF NEW.workspace_id = '{workspace_id}' THEN "
+            f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{message}'; END IF; END"
+        ]
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+
+
+def test_a_database_error_rolls_back_the_whole_activity_part_only(engine: Engine) -> None:
+    recorded = make()
+    refuse_activity_rows(engine, max(recorded.world.workspace_ids))  # written second
+    result = recorded.sync(engine)
+    assert_keys_stored_activity_failed(engine, recorded, result, "refused by the test")
+    assert count(engine, DailyKeyActivity) == 0 and count(engine, KeyActivityDay) == 0
