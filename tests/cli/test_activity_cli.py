@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -57,3 +58,14 @@ def test_runs_show_gives_each_accounts_activity_line(database_url: str) -> None:
     assert line.endswith("1 requests: GET /activity: HTTP 400: Invalid request parameters")
     (activity,) = json.loads(ok.stdout)["activity"]
     assert (activity["status"], activity["days_fetched"], activity["error"]) == ("ok", 60, None)
+
+
+def test_config_check_says_how_activity_is_fetched(database_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "keyledger.toml"
+    config.write_text("[openrouter]\nactivity_keys = { top = 3 }\n", encoding="utf-8")
+    with serve() as server:
+        result = invoke(server, database_url, "config", "check", "--config", str(config))
+    assert (
+        "  activity: on, the latest 2 completed days re-fetched every run; per key for the "
+        "top 3 keys by the previous day's spend, at most 100 requests a run\n"
+    ) in result.stdout
