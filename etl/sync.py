@@ -20,18 +20,19 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from etl.activity_sync import ActivityResult, sync_activity
 from etl.core.clock import utcnow
 from etl.core.config import Account, Settings, WorkspaceSpec
 from etl.core.errors import ApiError, AuthError, Interrupted, LoadError
 from etl.core.log_context import log_fields
 from etl.core.progress import NO_OBSERVER, SyncObserver
-from etl.core.statuses import RunStatus, WorkspaceStatus
+from etl.core.statuses import ActivityStatus, RunStatus, WorkspaceStatus
 from etl.core.stop import Stop
 from etl.openrouter.client import OpenRouterClient, client_for
 from etl.openrouter.extract import ClientFactory, resolve_workspaces
@@ -79,12 +80,14 @@ class SyncResult:
     requests: int = 0  # sent to the API, retries included
     retries: int = 0  # requests sent again after a transient failure (429, 5xx, timeout)
     interrupted: str | None = None  # the signal that stopped the run ("SIGTERM"), if one did
+    activity: list[ActivityResult] = field(default_factory=list)  # one per account with it on
 
     @property
     def status(self) -> RunStatus:
         """interrupted (stopped by a signal), ok (nothing failed; workspaces another run
-        had are skipped), partial (some failed, or the database failed after some
-        committed), failed (none synced) or locked (every workspace held by another run)."""
+        had are skipped), partial (some failed, an account's activity failed, or the
+        database failed after some committed), failed (none synced) or locked (every
+        workspace held by another run)."""
         if self.interrupted is not None:
             return RunStatus.INTERRUPTED
         states = {w.status for w in self.workspaces}
@@ -94,7 +97,8 @@ class SyncResult:
         if states == {WorkspaceStatus.SKIPPED}:
             return RunStatus.LOCKED
         if WorkspaceStatus.FAILED not in states:
-            return RunStatus.OK
+            failed = any(a.status is ActivityStatus.FAILED for a in self.activity)
+            return RunStatus.PARTIAL if failed else RunStatus.OK
         return some_ok
 
     def figures(self) -> dict[str, int | float]:
@@ -114,6 +118,10 @@ class SyncResult:
             "keys_changed": total.changed,
             "keys_deleted": sum(w.deleted for w in self.workspaces),
             "snapshot_rows": total.snapshots,
+            "activity_days": sum(a.counts.days_fetched for a in self.activity),
+            "activity_rows": sum(a.counts.rows_written for a in self.activity),
+            "activity_days_missing": sum(a.counts.days_missing for a in self.activity),
+            "activity_failed": sum(a.status is ActivityStatus.FAILED for a in self.activity),
             "requests": self.requests,
             "retries": self.retries,
             "seconds": round(self.seconds, 3),
@@ -135,8 +143,20 @@ class SyncResult:
             f"{f['workspaces_skipped']} skipped{gone}; "
             f"keys seen {f['keys_seen']}, new {f['keys_new']}, "
             f"changed {f['keys_changed']}, deleted {f['keys_deleted']}; "
-            f"{f['snapshot_rows']} snapshot rows; "
+            f"{f['snapshot_rows']} snapshot rows; {self._activity_summary()}"
             f"{f['requests']} requests, {f['retries']} retries; {self.seconds:.1f}s"
+        )
+
+    def _activity_summary(self) -> str:
+        if not self.activity:
+            return ""
+        f = self.figures()
+        missing = f", {f['activity_days_missing']} missing" if f["activity_days_missing"] else ""
+        failed = f", failed for {f['activity_failed']} account" if f["activity_failed"] else ""
+        failed += "s" if f["activity_failed"] > 1 else ""
+        return (
+            f"activity days fetched {f['activity_days']}{missing}, "
+            f"{f['activity_rows']} rows{failed}; "
         )
 
 
@@ -172,6 +192,7 @@ def run_sync(
     run_lock = None
     units = Units(engine, dry_run=dry_run)
     results: list[WorkspaceResult] = []
+    activity: list[ActivityResult] = []
     try:
         # Held for the whole run: while it is held, nobody takes this run for dead.
         run_lock = locks.try_lock(engine, runs.run_lock_name(token), ephemeral=True)
@@ -189,10 +210,13 @@ def run_sync(
                 run_started,
                 wait_seconds,
                 results,
+                activity,
                 observer,
                 stop,
             )
-        outcome = SyncResult(run_id, results, 0.0, dry_run, interrupted=stop.signal_name)
+        outcome = SyncResult(
+            run_id, results, 0.0, dry_run, interrupted=stop.signal_name, activity=activity
+        )
         if lost is not None:
             outcome.error = f"the database failed, so the run stopped: {one_line(lost)}"
         unclosed = _record_end(units, run_id, outcome)
@@ -225,12 +249,13 @@ def _sync_accounts(
     run_started: datetime,
     wait_seconds: float,
     results: list[WorkspaceResult],
+    activity: list[ActivityResult],
     observer: SyncObserver,
     stop: Stop,
 ) -> SQLAlchemyError | None:
-    """Sync every account's workspaces into ``results``; returns the database failure
-    that stopped the run early, if one did. Once ``stop`` is requested no further
-    account is listed."""
+    """Sync every account's workspaces into ``results``, then its activity into
+    ``activity``; returns the database failure that stopped the run early, if one did.
+    Once ``stop`` is requested no further account is listed."""
     for account in settings.accounts:
         if stop.requested:
             break
@@ -289,6 +314,17 @@ def _sync_accounts(
                 )
                 if lost is not None:
                     return lost
+            if stop.requested:
+                break
+            # After the key sync, never instead of it: a failure here is its own line.
+            try:
+                outcome = sync_activity(
+                    units, client, run_id, account, [result for result, _ in loaded]
+                )
+            except SQLAlchemyError as exc:
+                return exc
+            if outcome is not None:
+                activity.append(outcome)
     return None
 
 

@@ -185,7 +185,7 @@ class SyncRunActivity(Base):
     account: Mapped[str] = mapped_column(String(255), comment="Configured account name.")
     status: Mapped[str] = mapped_column(
         String(16),
-        comment="running, ok, failed (nothing of it stored: rolled back; the key sync is "
+        comment="ok, failed (nothing of it stored: rolled back; the key sync is "
         "unaffected), skipped (no workspace of the account synced, so none was fetched) or "
         "interrupted.",
     )
@@ -193,7 +193,7 @@ class SyncRunActivity(Base):
         UtcDateTime, comment="Local clock (UTC) when the activity fetch started."
     )
     finished_at: Mapped[datetime | None] = mapped_column(
-        UtcDateTime, comment="Local clock (UTC) when it ended; NULL while running."
+        UtcDateTime, comment="Local clock (UTC) when it ended."
     )
     server_time: Mapped[datetime | None] = mapped_column(
         UtcDateTime,

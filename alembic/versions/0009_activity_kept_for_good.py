@@ -281,7 +281,7 @@ def upgrade() -> None:
             "status",
             sa.String(length=16),
             nullable=False,
-            comment="running, ok, failed (nothing of it stored: rolled back; the key sync is unaffected), skipped (no workspace of the account synced, so none was fetched) or interrupted.",
+            comment="ok, failed (nothing of it stored: rolled back; the key sync is unaffected), skipped (no workspace of the account synced, so none was fetched) or interrupted.",
         ),
         sa.Column(
             "started_at",
@@ -293,7 +293,7 @@ def upgrade() -> None:
             "finished_at",
             models.types.UtcDateTime(timezone=True),
             nullable=True,
-            comment="Local clock (UTC) when it ended; NULL while running.",
+            comment="Local clock (UTC) when it ended.",
         ),
         sa.Column(
             "server_time",

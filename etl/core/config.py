@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from etl.core.activity_settings import SETTINGS as ACTIVITY_SETTINGS
+from etl.core.activity_settings import ActivitySettings, activity_settings
 from etl.core.database_urls import driver_slip, url_slip
 from etl.core.errors import ConfigError
 
@@ -127,6 +129,8 @@ class Account:
     client: ClientSettings
     # Where the key was read from ("environment variable X", "file P"): never the key.
     key_source: str = ""
+    # GET /activity after the key sync (etl/activity_sync.py).
+    activity: ActivitySettings = field(default_factory=ActivitySettings)
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,7 @@ _CLIENT_NUMBERS: dict[str, type] = {
 _ACCOUNT_SETTINGS = frozenset(
     {"name", "base_url", "management_key_env", "management_key_file", "workspaces"}
     | set(_CLIENT_NUMBERS)
+    | ACTIVITY_SETTINGS
 )
 _TOP_SETTINGS = frozenset({"database_url", "openrouter", "accounts", "metrics_file", "ping_url"})
 
@@ -429,6 +434,7 @@ def _account(
         workspaces=workspaces,
         client=ClientSettings(base_url=base_url, **numbers),
         key_source=key_source,
+        activity=activity_settings(table, where, section),
     )
 
 

@@ -43,3 +43,12 @@ class WorkspaceStatus(_StoredStatus):
     DELISTED = "delisted"  # no longer listed by discovery; its keys confirmed one by one
     ABANDONED = "abandoned"  # its run's process died
     INTERRUPTED = "interrupted"  # its run was stopped by a signal while it loaded: rolled back
+
+
+class ActivityStatus(_StoredStatus):
+    """How one account's GET /activity part of a run stands (sync_run_activity.status)."""
+
+    OK = "ok"
+    FAILED = "failed"  # rolled back, nothing of it stored; the key sync is unaffected
+    SKIPPED = "skipped"  # no workspace of the account synced, so none was fetched
+    INTERRUPTED = "interrupted"  # its run was stopped by a signal: rolled back

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -45,6 +45,7 @@ from etl.core.key_fields import KeyRecord, Listing
 from etl.core.log_context import ContextThreadPoolExecutor
 from etl.core.redact import scrub
 from etl.core.stop import Stop
+from etl.openrouter import activity
 from etl.openrouter.connect_errors import connect_failure
 from etl.openrouter.fast_keys import list_key_page, read_key
 from etl.openrouter.headers import rate_limit_quota, retry_after_seconds, server_time
@@ -178,7 +179,7 @@ class OpenRouterClient:
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._http.close()
 
-    # -- the three endpoints ---------------------------------------------------
+    # -- the endpoints ---------------------------------------------------
 
     def iter_key_pages(
         self, workspace_id: str = DEFAULT_WORKSPACE, *, expected_keys: int | None = None
@@ -284,6 +285,20 @@ class OpenRouterClient:
         raise PaginationError(
             f"GET /workspaces did not end within {self.settings.max_pages} pages", offset=offset
         )
+
+    def get_activity(
+        self, day: date, *, workspace_id: str | None = None, api_key_hash: str | None = None
+    ) -> activity.ActivityReport:
+        """``GET /activity`` for one completed UTC day, split per workspace; narrowed to
+        one workspace or key when given (etl.openrouter.activity)."""
+        params = activity.activity_params(day, workspace_id=workspace_id, api_key_hash=api_key_hash)
+        with self._scrubbed_errors():
+            response = self._get(activity.PATH, params)
+            assert response is not None
+            items = activity.parse_activity(
+                self._json(response), day=day, workspace_id=workspace_id
+            )
+            return activity.ActivityReport(day, items, server_time(response, self._now))
 
     @contextmanager
     def _scrubbed_errors(self) -> Iterator[None]:
