@@ -1,9 +1,10 @@
 """Activity in the ledger for view and report tests, and sums of the simulator's truth.
 
-``store_served_activity`` stands in for the activity part of a sync where a test is
-about what is read back (the views, the report), not about fetching: it asks the
-simulator's GET /activity (group_by=workspace, the whole 30-day window) and replaces
-each workspace-day it served, as the sync's load does. End-to-end tests use the sync.
+``sync_over_loopback`` is a real sync (keys, then activity) against the simulator on
+127.0.0.1, for end-to-end tests. ``store_served_activity`` replaces every workspace-day
+of the window with what the simulator's GET /activity (group_by=workspace) serves now,
+as the sync's load does, for tests about what is read back (the views, the report)
+that need the whole window re-read at a given moment, faults included.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, delete, func, insert, select
 
+from etl.core.config import Account, ClientSettings, Secret, Settings
 from etl.simulator.activity import CATALOGUE, ENDPOINT_IDS, WINDOW_DAYS
 from etl.simulator.activity import Totals as ActivityTotals
+from etl.simulator.server import SimulatorServer
+from etl.sync import SyncResult, run_sync
 from models import ActivityDay, DailyActivity, SyncRun
 from tests.analytics_support import TOKEN, Ledgered
 
@@ -156,3 +160,32 @@ def day_of(value: Any) -> date:
     if isinstance(value, datetime):
         return value.date()
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def sync_over_loopback(engine: Engine, ledger: Ledgered, moment: datetime) -> SyncResult:
+    """Advance the world to ``moment``, then one real sync (keys and activity) against
+    the simulator on 127.0.0.1: the way a nightly cron run meets the API."""
+    world = ledger.world
+    if moment > world.now:
+        world.advance(moment - world.now)
+    with SimulatorServer(ledger.simulator) as server:
+        account = Account(
+            name="loopback",
+            management_key=Secret(TOKEN),
+            workspaces=None,
+            client=ClientSettings(base_url=server.base_url, requests_per_second=1e6),
+        )
+        settings = Settings(database_url=str(engine.url), accounts=(account,))
+        result = run_sync(engine, settings)
+    assert result.status == "ok", result.summary()
+    ledger.sync_times.append(world.now)
+    return result
+
+
+def stored_days(engine: Engine) -> dict[tuple[str, date], str]:
+    """activity_days as {(workspace, day): status}."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(ActivityDay.workspace_id, ActivityDay.day, ActivityDay.status)
+        )
+        return {(w, d): s for w, d, s in rows}

@@ -20,6 +20,7 @@ from tests.activity_support import (
     model_of,
     provider_of,
     store_served_activity,
+    stored_days,
     truth_by,
 )
 from tests.analytics_support import Ledgered, at, make_world, normalize, sync_at
@@ -42,7 +43,7 @@ MEASURES = (
 class History:
     engine: Engine
     ledger: Ledgered
-    fetched: set[date]  # the days store_served_activity stored, every workspace
+    fetched: set[date]  # the days whose activity the syncs stored, every workspace
 
     @property
     def exact(self) -> bool:
@@ -52,12 +53,17 @@ class History:
 
 def build(engine: Engine) -> History:
     """Eleven nights across a month boundary in two workspaces, no key deleted (so every
-    ledger day is complete), activity stored after each night."""
+    ledger day is complete); each sync stores the activity of the days it has not yet
+    (the first one the whole 30-day window) and re-fetches the latest two."""
     ledger = make_world(keys=6, workspaces=2, seed=31, deletes=0.0, active_fraction=0.7)
-    fetched: set[date] = set()
     for n in range(NIGHTS):
         sync_at(engine, ledger, at(FIRST + timedelta(days=n), 2, 30))
-        fetched |= set(store_served_activity(engine, ledger))
+    days = stored_days(engine)
+    assert set(days.values()) == {"fetched"}
+    fetched = {d for _, d in days}
+    assert len(fetched) == 30 + NIGHTS - 1
+    for workspace_id in ledger.world.workspace_ids:
+        assert {d for w, d in days if w == workspace_id} == fetched
     return History(engine, ledger, fetched)
 
 
@@ -219,7 +225,7 @@ def test_skewed_activity_surfaces_as_a_difference(history: History, mode: str, f
     history.ledger.simulator.faults.update(
         {"activity_skew": mode, "activity_skew_date": day.isoformat()}
     )
-    store_served_activity(engine, history.ledger)  # a re-fetch of the window
+    store_served_activity(engine, history.ledger)  # re-read the window, older days too
     rows = reconciliation(engine)
     skewed = truth_by(history.ledger, lambda d, w, e: (w, d, e), [day])
     differ = 0
@@ -248,8 +254,7 @@ def test_late_usage_after_the_ledger_closed_the_day_surfaces_as_a_difference(
     closed = LAST - timedelta(days=1)  # its ledger row was written at the last sync
     world.advance(timedelta(hours=8))
     world.late_usage(key_hash, closed, Decimal("0.5"))
-    sync_at(engine, history.ledger, at(LAST + timedelta(days=1), 2, 30))
-    store_served_activity(engine, history.ledger)  # the re-fetch sees the late usage
+    sync_at(engine, history.ledger, at(LAST + timedelta(days=1), 2, 30))  # re-fetches it
     rows = reconciliation(engine)
     # Activity books it on the day it belongs to; the ledger sees the key's total grow
     # after that day closed, so it lands on the day of the sync that saw it grow.

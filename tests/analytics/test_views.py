@@ -13,7 +13,6 @@ from sqlalchemy import Engine, text
 from etl.store.database import make_engine
 from etl.store.examples import EXAMPLE_QUERIES
 from etl.store.migrations import upgrade
-from tests.activity_support import store_served_activity
 from tests.analytics_support import Ledgered, at, make_world, normalize, sync_at
 from tests.conftest import BACKEND_URLS, wipe
 
@@ -32,8 +31,7 @@ VIEWS = (
 
 def build_history(engine: Engine) -> Ledgered:
     """Eighteen nights across a month boundary, one night missed, some keys near limits,
-    usage booked late on a day the ledger had closed, and the activity of the last 30
-    days stored."""
+    usage booked late on a day the ledger had closed, and the activity each sync stores."""
     ledger = make_world(keys=15, workspaces=2, seed=5, active_fraction=0.6)
     world = ledger.world
     for n, key_hash in enumerate(world.live_hashes(world.workspace_ids[0])[:4]):
@@ -47,7 +45,6 @@ def build_history(engine: Engine) -> Ledgered:
         if n == 15:  # activity and the ledger disagree on the day before and this one
             late = world.live_hashes(world.workspace_ids[1])[0]
             world.late_usage(late, START + timedelta(days=n - 1), Decimal("0.5"))
-    store_served_activity(engine, ledger)
     return ledger
 
 

@@ -7,7 +7,6 @@ from alembic import command
 from sqlalchemy import Engine, inspect, text
 
 from etl.store.migrations import alembic_config, current_revision, head_revision
-from tests.activity_support import store_served_activity
 from tests.analytics_support import at, make_world, normalize, sync_at
 from tests.store.test_migration_0008 import every_row
 
@@ -36,7 +35,6 @@ def test_0010_down_and_up_keeps_every_row_and_the_views_read_the_same(engine: En
     ledger = make_world(keys=5, workspaces=2, seed=3, deletes=0.0)
     for n in range(3):
         sync_at(engine, ledger, at(date(2026, 11, 10) + timedelta(days=n), 2))
-    store_served_activity(engine, ledger)
     views, rows = read_views(engine), every_row(engine)
     assert all(views.values()) and rows["daily_activity"] and rows["activity_days"]
     agreeing = [r for r in views["activity_reconciliation"] if r[-1] == 1]
