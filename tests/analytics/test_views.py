@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -129,6 +130,19 @@ def test_activity_examples_show_the_late_usage_and_that_the_month_adds_up(
     )
     assert {r[1] for r in models} == {date(2026, 10, 1), date(2026, 11, 1)}
     assert len({r[2] for r in models}) >= 4
+
+
+ANALYTICS_DOC = Path(__file__).resolve().parents[2] / "docs" / "analytics.md"
+
+
+def test_every_example_of_the_analytics_doc_is_a_checked_example() -> None:
+    """docs/analytics.md quotes example queries: each must be one of EXAMPLE_QUERIES
+    (run on every backend above), so none drifts out of what is tested."""
+    blocks = re.findall(r"```sql\n(.*?)\n```", ANALYTICS_DOC.read_text(encoding="utf-8"), re.S)
+    examples = {sql.strip() for sql in EXAMPLE_QUERIES.values()}
+    quoted = [b.strip() for b in blocks if not re.search(r"(?<!:):[a-z_]+", b)]  # no :params
+    assert len(quoted) >= 3
+    assert [b for b in quoted if b not in examples] == []
 
 
 def test_views_and_examples_agree_on_every_backend(tmp_path: Path) -> None:
