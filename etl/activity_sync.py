@@ -104,7 +104,10 @@ def sync_activity(
         except Interrupted as exc:
             result.status, result.error = ActivityStatus.INTERRUPTED, str(exc)
         except (ApiError, SQLAlchemyError) as exc:
-            result.status, result.error = ActivityStatus.FAILED, f"activity: {one_line(exc)}"
+            error = one_line(exc)
+            if not error.startswith("GET /activity"):
+                error = f"GET /activity: {error}"  # a refused key, a timeout, the database
+            result.status, result.error = ActivityStatus.FAILED, error
             log.warning("account %s: %s", account.name, result.error)
         if result.status is ActivityStatus.OK:
             return result  # its line committed with its rows

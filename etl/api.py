@@ -102,6 +102,12 @@ class SyncReport:
     # What was done to the schema first: "created schema at rev X" (an empty database),
     # "upgraded A -> B" (migrate=True); None when it was current.
     schema_change: str | None = None
+    # GET /activity (etl/activity_sync.py): workspace-days stored, rows written, days
+    # recorded missing, and accounts whose activity part failed (the run is then partial).
+    activity_days_fetched: int = 0
+    activity_rows: int = 0
+    activity_days_missing: int = 0
+    activity_failed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -195,6 +201,7 @@ def _report(result: SyncResult, schema_change: str | None) -> SyncReport:
     )
     states = [w.status for w in result.workspaces]
     status = result.status
+    figures = {k: int(v) for k, v in result.figures().items()}
     return SyncReport(
         run_id=result.run_id,
         status=str(status),
@@ -217,6 +224,10 @@ def _report(result: SyncResult, schema_change: str | None) -> SyncReport:
         error=result.error,
         workspaces=workspaces,
         result=result,
+        activity_days_fetched=figures["activity_days"],
+        activity_rows=figures["activity_rows"],
+        activity_days_missing=figures["activity_days_missing"],
+        activity_failed=figures["activity_failed"],
     )
 
 

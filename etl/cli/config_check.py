@@ -81,6 +81,22 @@ def show_account(account: Account) -> None:
     click.echo(f"  api: {account.client.base_url}")
     click.echo(f"  management key: set, from {account.key_source}")
     click.echo(f"  workspaces: {workspaces}")
+    click.echo(f"  activity: {describe_activity(account)}")
+
+
+def describe_activity(account: Account) -> str:
+    """The account's GET /activity settings in words."""
+    settings = account.activity
+    if not settings.enabled:
+        return "off"
+    text = f"on, the latest {settings.refetch_days} completed days re-fetched every run"
+    if settings.key_hashes:
+        text += f"; per key for {len(settings.key_hashes)} listed keys"
+    elif settings.top_keys:
+        text += f"; per key for the top {settings.top_keys} keys by the previous day's spend"
+    if settings.per_key:
+        text += f", at most {settings.key_requests} requests a run"
+    return text
 
 
 def check_key(account: Account) -> tuple[bool, str]:

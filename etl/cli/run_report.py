@@ -7,7 +7,7 @@ import logging
 
 from etl.cli.logs import say, say_summary
 from etl.core.exit_codes import exit_code_of
-from etl.core.statuses import RunStatus, WorkspaceStatus
+from etl.core.statuses import ActivityStatus, RunStatus, WorkspaceStatus
 from etl.sync import ALL_WORKSPACES, SyncResult
 
 _SUMMARY_LEVELS = {RunStatus.OK: logging.INFO, RunStatus.FAILED: logging.ERROR}
@@ -37,6 +37,20 @@ def report_sync(result: SyncResult) -> int:
             workspace=None if workspace.workspace_id == ALL_WORKSPACES else workspace.workspace_id,
             status=str(workspace.status),
             error=workspace.error,
+        )
+    for activity in result.activity:
+        # Skipped (no workspace synced) and interrupted say nothing the lines above don't.
+        if activity.status is not ActivityStatus.FAILED:
+            continue
+        why = f": {activity.error}" if activity.error else ""
+        say(
+            f"keyledger: account {activity.account}, activity: {activity.status}{why}",
+            level=logging.ERROR,
+            run_id=result.run_id,
+            account=activity.account,
+            part="activity",
+            status=str(activity.status),
+            error=activity.error,
         )
     if result.error is not None:
         say(f"keyledger: error: {result.error}", run_id=result.run_id)

@@ -20,7 +20,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_OK: "every workspace synced (workspaces another run had are skipped)",
     EXIT_FAILURE: "failure: configuration, management key, database, or nothing synced",
     EXIT_USAGE: "usage error: an unknown option or a bad value on the command line",
-    EXIT_PARTIAL: "partial: some workspaces failed, the others are committed",
+    EXIT_PARTIAL: "partial: some workspaces (or an account's activity) failed, the rest committed",
     EXIT_LOCKED: "locked: another run holds every workspace (or the migration lock)",
     130: "interrupted by SIGINT (Ctrl-C): workspaces in flight rolled back, finished ones kept",
     143: "interrupted by SIGTERM: workspaces in flight rolled back, finished ones kept",

@@ -27,7 +27,7 @@ TOKEN = "sk-or-v1-monitoring-test-key-0123456789"
 FIGURES = ("keys_seen", "keys_new", "keys_changed", "keys_deleted", "snapshots_written")
 SUMMARY = re.compile(
     r"keys seen (\d+), new (\d+), changed (\d+), deleted (\d+); (\d+) snapshot rows; "
-    r"\d+ requests, \d+ retries; ([\d.]+)s$"
+    r"(?:activity [^;]*; )?\d+ requests, \d+ retries; ([\d.]+)s$"
 )
 
 

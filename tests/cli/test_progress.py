@@ -28,7 +28,7 @@ from models import SyncRunWorkspace
 TOKEN = "sk-or-v1-progress-test-key-0123456789"
 SUMMARY = re.compile(
     r"sync: 2 workspaces ok, 0 failed, 0 skipped; keys seen 500, new 500, changed 0, "
-    r"deleted 0; 500 snapshot rows; \d+ requests, \d+ retries; \d+\.\ds\n"
+    r"deleted 0; 500 snapshot rows; (?:activity [^;]*; )?\d+ requests, \d+ retries; \d+\.\ds\n"
 )
 # What a terminal does not print: colours, cursor moves, line erasing.
 ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
