@@ -18,10 +18,10 @@ from decimal import Decimal, localcontext
 
 from sqlalchemy import Connection, select
 
+from etl.reports.exact import EXACT_DIGITS, exact_sum
 from models import ActivityDay, DailyActivity
 from models.types import without_padding
 
-EXACT_DIGITS = 200  # as in build: sums are never rounded
 FETCHED, MISSING = "fetched", "missing"  # activity_days.status
 
 
@@ -60,12 +60,6 @@ class ActivitySpend:
     def is_lower_bound(self) -> bool:
         """True when the amounts may be higher than shown."""
         return self.unknown_days > 0
-
-
-def exact_sum(amounts: Iterable[Decimal]) -> Decimal:
-    with localcontext() as context:
-        context.prec = EXACT_DIGITS
-        return without_padding(sum(amounts, Decimal(0)))
 
 
 def activity_spend(

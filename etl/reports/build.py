@@ -13,7 +13,6 @@ which workspace-days are known, and it is defined as exactly that sum.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal, localcontext
@@ -23,10 +22,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.errors import KeyledgerError, first_line
 from etl.reports.activity import ActivitySpend, activity_spend
+from etl.reports.exact import EXACT_DIGITS, exact_sum
 from models import DailyKeySpend, Workspace
 from models.types import Money, without_padding
 
-EXACT_DIGITS = 200  # far above NUMERIC(65,30)'s 65: sums are never rounded
 NEAR_LIMIT_UTILIZATION = 0.8  # share of the limit used
 NEAR_LIMIT_DAYS = 7  # days until the projected limit date (when it comes before a reset)
 
@@ -156,13 +155,6 @@ class Report:
     def days(self) -> tuple[date, ...]:
         """Every day of the window, oldest first."""
         return tuple(self.start + timedelta(n) for n in range((self.end - self.start).days + 1))
-
-
-def exact_sum(amounts: Iterable[Decimal]) -> Decimal:
-    """The exact sum of Decimal amounts, without trailing zeros."""
-    with localcontext() as context:
-        context.prec = EXACT_DIGITS
-        return without_padding(sum(amounts, Decimal(0)))
 
 
 def build_report(connection: Connection, *, days: int = 30, top: int = 10) -> Report:
