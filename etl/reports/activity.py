@@ -4,8 +4,9 @@ Read from the tables behind the views a BI tool reads (``daily_activity``, summe
 exactly as ``Decimal``, as ``build`` sums ``daily_key_spend``: SQLite's SUM goes through
 REAL; ``activity_days`` for which workspace-days are stored). A day of the window counts
 as known only when every workspace's activity for it is stored whole: on any other day
-some model may have spent an amount nobody knows, so every total is then a lower bound,
-and a window with no known day has no total at all (unknown, not zero).
+some model may have spent an amount nobody knows, so every amount is then a lower bound
+(the stored part), and a window with nothing stored has no total at all (unknown, not
+zero).
 """
 
 from __future__ import annotations
