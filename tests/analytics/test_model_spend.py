@@ -265,3 +265,22 @@ def test_late_usage_after_the_ledger_closed_the_day_surfaces_as_a_difference(
         assert rows[(other, day)]["agree"] == 1
     total = sum(rows[(workspace_id, d)]["difference_usd"] for d in (*LEDGER_DAYS, LAST))
     assert total == 0  # over both days the two sources add up again
+
+
+def test_a_day_the_ledger_knows_only_in_part_is_compared_but_never_agrees(
+    history: History,
+) -> None:
+    world, engine = history.ledger.world, history.engine
+    workspace_id = world.workspace_ids[0]
+    victim = world.live_hashes(workspace_id)[0]
+    world.advance(timedelta(hours=6))
+    world.spend(victim, Decimal("0.75"))
+    world.delete_key(victim)  # between two syncs: its spend on LAST is unknown to the ledger
+    sync_at(engine, history.ledger, at(LAST + timedelta(days=1), 2, 30))
+    row = reconciliation(engine)[(workspace_id, LAST)]
+    assert row["ledger_complete"] == 0 and row["agree"] == 0
+    assert row["activity_status"] == "fetched"
+    # The ledger's known part leaves out exactly the deleted key's day.
+    victim_day = world.activity_daily_spend()[(victim, LAST)]
+    assert_money(row["difference_usd"], victim_day[0], exact=history.exact)
+    assert victim_day[0] >= Decimal("0.75")
