@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.config import Settings
 from etl.core.errors import KeyledgerError
-from etl.core.statuses import RunStatus, WorkspaceStatus
+from etl.core.statuses import ActivityStatus, RunStatus, WorkspaceStatus
 from etl.store.database import make_engine, one_line
 from etl.store.last_success import last_successes
 from etl.sync import SyncResult
@@ -158,6 +158,14 @@ def render(outcome: RunOutcome) -> str:
             f"usage_snapshots rows written {committed}.",
             sum(w.counts.snapshots for w in workspaces),
         ),
+        "activity_days_fetched": (
+            f"Workspace-days of GET /activity stored whole {committed}.",
+            sum(a.counts.days_fetched for a in result.activity) if result else 0,
+        ),
+        "activity_days_missing": (
+            f"Workspace-days recorded missing (left the 30-day window unfetched) {committed}.",
+            sum(a.counts.days_missing for a in result.activity) if result else 0,
+        ),
         "requests": (
             "HTTP requests the last sync run sent to the management API, retries included.",
             result.requests if result else 0,
@@ -174,6 +182,15 @@ def render(outcome: RunOutcome) -> str:
         "workspace_failed",
         "1 when the workspace failed in the last sync run, 0 when it did not.",
         [(labels, int(failed)) for labels, failed in _workspace_outcomes(outcome)],
+    )
+    _family(
+        lines,
+        "activity_failed",
+        "1 when the account's GET /activity part failed in the last sync run, 0 when not.",
+        [
+            ({"account": a.account}, int(a.status is ActivityStatus.FAILED))
+            for a in (result.activity if result else [])
+        ],
     )
     _family(
         lines,

@@ -239,7 +239,18 @@ def test_a_refetched_day_with_late_usage_is_replaced_not_added(engine: Engine) -
     )
     before = stored_cells(engine)
     rows_before = count(engine, DailyActivity)
-    recorded.world.late_usage(key, yesterday, Decimal("1.2345"))
+    with httpx.Client(transport=recorded.transport(), base_url="http://simulator.test") as http:
+        answer = http.post(
+            "/_sim/late_usage",
+            params={
+                "date": yesterday.isoformat(),
+                "usage": "1.2345",
+                "byok": "0.5",
+                "api_key_hash": key,
+            },
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+    assert answer.status_code == 200, answer.text
     result = recorded.night(engine)  # yesterday is now the second latest completed day
     assert result.status == "ok", result.summary()
     assert yesterday.isoformat() in {p["date"] for p in recorded.activity}
@@ -253,6 +264,10 @@ def test_a_refetched_day_with_late_usage_is_replaced_not_added(engine: Engine) -
     # Exactly the late amount more, not the day twice (on SQLite: to a double's precision).
     grown = day_total(after) - day_total(before)
     assert abs(grown - Decimal("1.2345")) < Decimal("1e-9")
+    byok = sum((Decimal(v[1]) for c, v in after.items() if c[0] == yesterday), Decimal(0)) - sum(
+        (Decimal(v[1]) for c, v in before.items() if c[0] == yesterday), Decimal(0)
+    )
+    assert abs(byok - Decimal("0.5")) < Decimal("1e-9")
     assert count(engine, DailyActivity) - rows_before == len(after) - len(before)
 
 

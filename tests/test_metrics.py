@@ -129,3 +129,24 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path: Path
         write_atomically(path, "half written \udc80")  # fails part way through
     assert path.read_text(encoding="utf-8") == "old 1\n"
     assert os.listdir(tmp_path) == ["keyledger.prom"]
+
+
+def test_an_accounts_failed_activity_part_has_its_own_series() -> None:
+    from etl.activity_sync import ActivityResult
+    from etl.core.statuses import ActivityStatus
+    from etl.store.activity_runs import ActivityCounts
+
+    result = SyncResult(
+        run_id=8,
+        workspaces=[WorkspaceResult("a", UUID, WorkspaceStatus.OK, PageCounts(1, 1, 0, 1))],
+        seconds=1.0,
+        activity=[
+            ActivityResult("a", ActivityStatus.OK, ActivityCounts(days_fetched=30, days_missing=2)),
+            ActivityResult("b", ActivityStatus.FAILED, error="GET /activity: HTTP 500"),
+        ],
+    )
+    parsed = samples(render(outcome(result)))
+    assert parsed["keyledger_activity_failed"] == [({"account": "a"}, 0), ({"account": "b"}, 1)]
+    assert parsed["keyledger_run_activity_days_fetched"] == [({}, 30)]
+    assert parsed["keyledger_run_activity_days_missing"] == [({}, 2)]
+    assert result.status is RunStatus.PARTIAL  # keys all synced, one activity part failed

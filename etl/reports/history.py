@@ -25,6 +25,7 @@ fresh and none is stale or never synced), "counts": {"fresh", "stale", "never_sy
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -232,6 +233,7 @@ def run_detail_json(detail: RunDetail) -> str:
         {
             "run": run_data(detail.run),
             "workspaces": [_run_workspace_data(w) for w in detail.workspaces],
+            "activity": [dataclasses.asdict(a) for a in detail.activity],
         }
     )
 
@@ -257,6 +259,14 @@ def run_detail_table(detail: RunDetail) -> str:
     ]
     if run.error:
         lines.append(f"  error       {run.error}")
+    for a in detail.activity:  # GET /activity, one line per account
+        per_key = f", {a.key_days_fetched} key-days" if a.key_days_fetched else ""
+        why = f": {truncate(a.error, ERROR_WIDTH)}" if a.error else ""
+        lines.append(
+            f"  activity    {a.account}: {a.status}, {a.days_fetched} days "
+            f"({a.days_refetched} re-fetched, {a.days_missing} missing), {a.rows_written} rows"
+            f"{per_key}, {a.requests} requests{why}"
+        )
     if detail.workspaces:
         headers = ["workspace", "name", "account", "status", "duration", "pages"]
         headers += ["seen", "new", "changed", "deleted", "snapshots"]

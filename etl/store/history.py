@@ -21,7 +21,7 @@ from etl.core.config import DEFAULT_WORKSPACE
 from etl.core.errors import LoadError
 from etl.core.statuses import WorkspaceStatus
 from etl.store.database import one_line
-from models import SyncRun, SyncRunWorkspace, Workspace
+from models import SyncRun, SyncRunActivity, SyncRunWorkspace, Workspace
 
 # The ledger row of an account whose workspace listing failed (no workspace known).
 WHOLE_ACCOUNT = "*"
@@ -83,11 +83,28 @@ class RunWorkspaceRow:
 
 
 @dataclass(frozen=True)
+class RunActivityRow:
+    """An account's GET /activity line of a run (sync_run_activity)."""
+
+    account: str
+    status: str
+    days_fetched: int
+    days_refetched: int
+    days_missing: int
+    rows_written: int
+    key_days_fetched: int
+    requests: int
+    error: str | None
+
+
+@dataclass(frozen=True)
 class RunDetail:
-    """One run and each of its workspaces, in the order the run recorded them."""
+    """One run and each of its workspaces, in the order the run recorded them, and its
+    accounts' activity lines."""
 
     run: RunRow
     workspaces: list[RunWorkspaceRow]
+    activity: list[RunActivityRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -157,7 +174,25 @@ def run_detail(connection: Connection, run_id: int) -> RunDetail | None:
         for w in rows
     ]
     counted, totals = _outcomes(connection, [run_id]).get(run_id, ({}, KeyTotals()))
-    return RunDetail(_run_row(run, counted, totals), workspaces)
+    activity = [
+        RunActivityRow(
+            account=a.account,
+            status=a.status,
+            days_fetched=a.days_fetched,
+            days_refetched=a.days_refetched,
+            days_missing=a.days_missing,
+            rows_written=a.rows_written,
+            key_days_fetched=a.key_days_fetched,
+            requests=a.requests,
+            error=a.error,
+        )
+        for a in connection.execute(
+            select(SyncRunActivity)
+            .where(SyncRunActivity.sync_run_id == run_id)
+            .order_by(SyncRunActivity.id)
+        )
+    ]
+    return RunDetail(_run_row(run, counted, totals), workspaces, activity)
 
 
 def workspace_syncs(

@@ -40,3 +40,20 @@ def test_the_json_summary_carries_the_activity_figures(database_url: str) -> Non
     summary = json.loads(result.stderr.splitlines()[-1])
     assert summary["activity_days"] == 60  # 30 completed days of 2 workspaces
     assert summary["activity_failed"] == 0 and summary["activity_rows"] >= 0
+
+
+def test_runs_show_gives_each_accounts_activity_line(database_url: str) -> None:
+    with serve(activity_status=400) as server:  # not retried: the test stays quick
+        assert invoke(server, database_url, "sync").exit_code == EXIT_PARTIAL
+        server.simulator.faults.activity_status = 0
+        assert invoke(server, database_url, "sync").exit_code == 0
+        failed = invoke(server, database_url, "runs", "show", "1")
+        ok = invoke(server, database_url, "runs", "show", "2", "--format", "json")
+    assert failed.exit_code == 0, failed.stderr
+    (line,) = [line for line in failed.stdout.splitlines() if line.startswith("  activity")]
+    assert line.startswith(
+        "  activity    default: failed, 0 days (0 re-fetched, 0 missing), 0 rows"
+    )
+    assert line.endswith("1 requests: GET /activity: HTTP 400: Invalid request parameters")
+    (activity,) = json.loads(ok.stdout)["activity"]
+    assert (activity["status"], activity["days_fetched"], activity["error"]) == ("ok", 60, None)
