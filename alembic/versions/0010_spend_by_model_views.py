@@ -50,7 +50,7 @@ WHOLE = {
     "sqlite": "{x}",
 }
 
-# The measures of daily_activity, summed; {whole} casts the counts.
+# The measures of daily_activity, summed; the counts go through WHOLE.
 SUMS = """
        SUM(usage_usd + 0) AS usage_usd,
        SUM(byok_usage_inference_usd + 0) AS byok_usage_inference_usd,
