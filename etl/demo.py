@@ -22,7 +22,7 @@ from etl.store.database import masked, open_engine
 from etl.store.examples import EXAMPLE_QUERIES
 from etl.store.migrations import upgrade
 from etl.sync import run_sync
-from models import ApiKey, SyncRun, UsageSnapshot, Workspace
+from models import ApiKey, DailyActivity, SyncRun, UsageSnapshot, Workspace
 
 DEMO_TOKEN = "sk-or-v1-demo-management-key"  # accepted by the demo's own simulator only
 CRON_HOUR = 2  # the nightly job runs at 02:00 UTC
@@ -110,7 +110,7 @@ def show_results(engine: Engine, echo: Callable[[str], None]) -> None:
     with engine.connect() as connection:
         counts = {
             model.__tablename__: connection.scalar(select(func.count()).select_from(model))
-            for model in (Workspace, ApiKey, UsageSnapshot, SyncRun)
+            for model in (Workspace, ApiKey, UsageSnapshot, DailyActivity, SyncRun)
         }
         echo("\nloaded: " + ", ".join(f"{n} rows in {t}" for t, n in counts.items()))
         echo("more: keyledger report --database-url <this database>; docs/schema.md for queries")

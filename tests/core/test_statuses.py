@@ -41,3 +41,13 @@ def test_every_stored_value_is_named_in_its_column_comment() -> None:
 def test_a_stored_string_reads_back_as_its_member() -> None:
     assert RunStatus("partial") is RunStatus.PARTIAL
     assert WorkspaceStatus("delisted") is WorkspaceStatus.DELISTED
+
+
+def test_activity_statuses_are_named_in_their_column_comment() -> None:
+    from etl.core.statuses import ActivityStatus
+    from models import SyncRunActivity
+
+    comment = SyncRunActivity.__table__.c.status.comment or ""
+    assert {s.value for s in ActivityStatus} == {"ok", "failed", "skipped", "interrupted"}
+    assert [s.value for s in ActivityStatus if s.value not in comment] == []
+    assert "running" not in comment  # the line is written once, at the end
