@@ -294,7 +294,7 @@ def chart_path(_ctx: click.Context, _param: click.Parameter, value: Path | None)
     type=click.IntRange(min=0),
     default=10,
     show_default=True,
-    help="How many keys to list by spend.",
+    help="How many keys (and models, and providers) to list by spend.",
 )
 @click.option(
     "--format",
@@ -309,7 +309,8 @@ def chart_path(_ctx: click.Context, _param: click.Parameter, value: Path | None)
     type=click.Path(dir_okay=False, path_type=Path),
     callback=chart_path,
     metavar="FILE.png|FILE.svg",
-    help='Also draw daily spend per workspace to this file (needs "keyledger[report]").',
+    help="Also draw daily spend per workspace and the top models and providers to this file"
+    ' (needs "keyledger[report]").',
 )
 def report(
     config_path: str | None,
@@ -319,10 +320,11 @@ def report(
     output_format: str,
     output: Path | None,
 ) -> None:
-    """Spend per workspace, top keys and keys near their limit over the last N days.
+    """Spend per workspace, top keys, keys near their limit and top models and providers
+    over the last N days.
 
-    Reads only the analysis views (what a BI tool sees). Unknown days show as '·' in
-    the daily bars.
+    Reads only the analysis views and the tables behind them (what a BI tool sees).
+    Unknown days show as '·' in the daily bars.
 
     \b
     json: {"window": {"start", "end", "days"},
@@ -334,24 +336,37 @@ def report(
            "near_limit": [{"key_hash", "name", "workspace_id", "workspace_name",
                            "credit_limit", "limit_remaining", "utilization",
                            "limit_reset", "days_until_limit", "projected_limit_date"}],
-     "near_limit_more": N}
+           "near_limit_more": N,
+           "activity": {"days", "known_days", "unknown_days", "missing_days",
+                        "total_usd", "models_more", "providers_more"},
+           "top_models": [{"model", "usage_usd", "byok_usage_inference_usd",
+                           "requests", "prompt_tokens", "completion_tokens",
+                           "reasoning_tokens", "unknown_days"}],
+           "top_providers": [{"provider_name", the same fields}]}
     Money is an exact decimal string; null means unknown (a key's name is null once
     it is deleted). A total is the sum of the known days (null when none is known):
     with unknown_days or partial_days (days whose sum leaves out unknown_keys keys)
     above 0 it is a lower bound. near_limit holds the --top most urgent keys;
-    near_limit_more counts the rest. Dates are YYYY-MM-DD (UTC).
+    near_limit_more counts the rest. Spend by model and provider comes from the
+    activity the sync keeps (GET /activity): a day is known when every workspace's
+    activity for it is stored, missing_days were lost for good (they left the API's
+    30-day window unfetched), and with unknown_days above 0 the amounts are lower
+    bounds; total_usd is null when no activity is stored. Dates are YYYY-MM-DD (UTC).
 
     \b
     csv: one header, then one row per record: record, workspace_id, workspace_name,
     key_hash, key_name, day, spend_usd, unknown_days, unknown_keys, partial_days,
     credit_limit, limit_remaining, utilization, limit_reset, days_until_limit,
-    projected_limit_date. record is workspace_day, workspace_total (spend_usd holds
-    the total), top_key or near_limit; an empty cell is unknown or does not apply to
-    the record.
+    projected_limit_date, model, provider_name, byok_usage_inference_usd, requests,
+    prompt_tokens, completion_tokens, reasoning_tokens, missing_days. record is
+    workspace_day, workspace_total (spend_usd holds the total), top_key, near_limit,
+    top_model or top_provider (spend_usd holds the usage) or activity_total; an empty
+    cell is unknown or does not apply to the record.
 
     The table rounds money to 1/100 of a cent, shows unknown as '—' and marks a
     total that leaves out unknown days or keys with '≥'; csv and json keep every
-    digit.
+    digit. The chart (--output) draws daily spend per workspace and the top models
+    and providers.
     """
     try:
         url = load_database_url(config_path, database_url=database_url)

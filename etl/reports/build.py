@@ -1,4 +1,5 @@
-"""`keyledger report`: spend per workspace, top keys and keys near their limit.
+"""`keyledger report`: spend per workspace, top keys, keys near their limit, and spend
+by model and provider (``etl.reports.activity``).
 
 Reads only the relations a BI tool reads (the views ``daily_workspace_spend``,
 ``daily_key_spend_gaps`` and ``key_limit_status``, the table ``daily_key_spend``, and
@@ -12,7 +13,6 @@ which workspace-days are known, and it is defined as exactly that sum.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal, localcontext
@@ -21,10 +21,11 @@ from sqlalchemy import Connection, Date, Float, String, column, func, or_, selec
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.errors import KeyledgerError, first_line
+from etl.reports.activity import ActivitySpend, activity_spend
+from etl.reports.exact import EXACT_DIGITS, exact_sum
 from models import DailyKeySpend, Workspace
 from models.types import Money, without_padding
 
-EXACT_DIGITS = 200  # far above NUMERIC(65,30)'s 65: sums are never rounded
 NEAR_LIMIT_UTILIZATION = 0.8  # share of the limit used
 NEAR_LIMIT_DAYS = 7  # days until the projected limit date (when it comes before a reset)
 
@@ -148,18 +149,12 @@ class Report:
     top_keys: tuple[KeySpend, ...]
     near_limit: tuple[LimitStatus, ...]  # the most urgent ``top``
     near_limit_more: int = 0  # keys near their limit left out of ``near_limit``
+    activity: ActivitySpend | None = None  # by model and provider; None: not read
 
     @property
     def days(self) -> tuple[date, ...]:
         """Every day of the window, oldest first."""
         return tuple(self.start + timedelta(n) for n in range((self.end - self.start).days + 1))
-
-
-def exact_sum(amounts: Iterable[Decimal]) -> Decimal:
-    """The exact sum of Decimal amounts, without trailing zeros."""
-    with localcontext() as context:
-        context.prec = EXACT_DIGITS
-        return without_padding(sum(amounts, Decimal(0)))
 
 
 def build_report(connection: Connection, *, days: int = 30, top: int = 10) -> Report:
@@ -178,9 +173,11 @@ def build_report(connection: Connection, *, days: int = 30, top: int = 10) -> Re
         workspaces, keys = workspace_and_key_spend(connection, start, end, names)
         top_keys = name_keys(connection, keys[:top])
         near = near_limit_keys(connection, names)
+        window = tuple(start + timedelta(n) for n in range(days))
+        by_model = activity_spend(connection, window, [w.workspace_id for w in workspaces], top=top)
     except SQLAlchemyError as exc:
         raise ReportError(f"cannot read the analysis views: {first_line(exc)}") from exc
-    return Report(start, end, workspaces, top_keys, near[:top], max(0, len(near) - top))
+    return Report(start, end, workspaces, top_keys, near[:top], max(0, len(near) - top), by_model)
 
 
 def workspace_and_key_spend(

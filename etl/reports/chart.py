@@ -1,4 +1,5 @@
-"""A chart of a ``Report``'s daily spend per workspace, with matplotlib (optional extra).
+"""A chart of a ``Report``: daily spend per workspace, and below it the top models and
+providers over the window, with matplotlib (optional extra).
 
 matplotlib comes with ``pip install "keyledger[report]"``; it is imported only when a
 chart is asked for, and drawn with the non-interactive Agg canvas (no display needed).
@@ -9,12 +10,15 @@ from __future__ import annotations
 import math
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+from etl.reports.activity import ActivitySpend, ActivityTotal
 from etl.reports.build import Report, ReportError, WorkspaceSpend
 
 CHART_SUFFIXES = (".png", ".svg")
 UNKNOWN_SHADE = "#e6e6e6"  # behind the days on which no workspace's spend is known
 MISSING_MATPLOTLIB = '--output needs matplotlib: pip install "keyledger[report]"'
+TOP_BARS = 10  # models (and providers) drawn, whatever --top says
 
 
 def spend_series(workspace: WorkspaceSpend) -> list[float]:
@@ -54,6 +58,44 @@ def chart_title(report: Report) -> str:
     )
 
 
+def activity_title(what: str, activity: ActivitySpend | None) -> str:
+    """A bar panel's title, saying when its amounts are only the known part."""
+    title = f"Top {what} over the window (USD)"
+    if activity is None or activity.total_usd is None:
+        return f"{title}\nunknown: no activity stored"
+    if activity.is_lower_bound:
+        lost = f", {activity.missing_days} lost for good" if activity.missing_days else ""
+        return (
+            f"{title}\nat least: activity unknown on {activity.unknown_days} of "
+            f"{activity.days} days{lost}"
+        )
+    return title
+
+
+def draw_top(
+    axes: Any, what: str, entries: tuple[ActivityTotal, ...], activity: ActivitySpend | None
+) -> None:
+    """Horizontal bars, biggest on top; the panel says so when nothing is known."""
+    shown = entries[:TOP_BARS]
+    axes.set_title(activity_title(what, activity), fontsize="medium")
+    if not shown:
+        axes.text(
+            0.5,
+            0.5,
+            "unknown" if activity is None or activity.total_usd is None else "no spend",
+            ha="center",
+            va="center",
+            transform=axes.transAxes,
+        )
+        axes.set_axis_off()
+        return
+    names = [e.name for e in reversed(shown)]
+    axes.barh(names, [float(e.usage_usd) for e in reversed(shown)], color="#4c72b0")
+    axes.set_xlabel("USD spent (OpenRouter credits)")
+    axes.tick_params(axis="y", labelsize="small")
+    axes.grid(axis="x", alpha=0.3)
+
+
 def write_chart(report: Report, path: Path) -> None:
     """Draw daily spend per workspace (one line each) to a .png or .svg file."""
     if path.suffix.lower() not in CHART_SUFFIXES:
@@ -65,9 +107,13 @@ def write_chart(report: Report, path: Path) -> None:
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ReportError(MISSING_MATPLOTLIB) from exc
-    figure = Figure(figsize=(10, 5.5), layout="constrained")
+    figure = Figure(figsize=(10, 9.5), layout="constrained")
     FigureCanvasAgg(figure)  # Agg, never a GUI backend; savefig picks SVG for .svg
-    axes = figure.add_subplot()
+    grid = figure.add_gridspec(2, 2, height_ratios=(5.5, 4))
+    axes = figure.add_subplot(grid[0, :])
+    activity = report.activity
+    draw_top(figure.add_subplot(grid[1, 0]), "models", _entries(activity, "models"), activity)
+    draw_top(figure.add_subplot(grid[1, 1]), "providers", _entries(activity, "providers"), activity)
     days = np.array(report.days, dtype="datetime64[D]")
     half_day = np.timedelta64(12, "h")
     # The window is drawn whole, so a mostly unsynced one shows why it is empty.
@@ -97,3 +143,9 @@ def write_chart(report: Report, path: Path) -> None:
         figure.savefig(path)
     except OSError as exc:
         raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _entries(activity: ActivitySpend | None, what: str) -> tuple[ActivityTotal, ...]:
+    if activity is None:
+        return ()
+    return activity.top_models if what == "models" else activity.top_providers

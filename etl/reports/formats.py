@@ -13,13 +13,23 @@ JSON (one object; money as exact decimal strings, null = unknown)::
      "near_limit": [{"key_hash", "name", "workspace_id", "workspace_name",
                      "credit_limit", "limit_remaining", "utilization" (0..1 number),
                      "limit_reset", "days_until_limit", "projected_limit_date"}, ...],
-     "near_limit_more": N (keys near their limit beyond --top, most urgent listed)}
+     "near_limit_more": N (keys near their limit beyond --top, most urgent listed),
+     "activity": {"days", "known_days" (days whose activity is stored for every
+                  workspace), "unknown_days", "missing_days" (lost for good: they left
+                  the API's 30-day window unfetched), "total_usd" (usage over what is
+                  stored; null when nothing is), "models_more", "providers_more"},
+     "top_models": [{"model", "usage_usd", "byok_usage_inference_usd", "requests",
+                     "prompt_tokens", "completion_tokens", "reasoning_tokens",
+                     "unknown_days"}, ...],
+     "top_providers": [{"provider_name", the same fields}, ...]}
 
 CSV: one header (``CSV_COLUMNS``) and one row per record; the ``record`` column says
 which: ``workspace_day`` (one per workspace and day; empty spend_usd = unknown),
-``workspace_total`` (empty spend_usd: no day known), ``top_key`` or ``near_limit``;
-columns a record lacks are empty. A total with ``unknown_days`` or ``partial_days``
-above 0 is the sum of what is known, a lower bound.
+``workspace_total`` (empty spend_usd: no day known), ``top_key``, ``near_limit``,
+``top_model`` and ``top_provider`` (spend_usd is the usage), or ``activity_total``
+(spend_usd: usage by every model; empty when no activity is stored); columns a record
+lacks are empty. A total with ``unknown_days`` or ``partial_days`` above 0 is the sum
+of what is known, a lower bound.
 
 The table is for people: money rounded to 1/100 of a cent, ``—`` for unknown, ``≥``
 before a total that leaves out unknown days or keys. CSV and JSON keep every digit.
@@ -37,6 +47,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from etl.reports.activity import ActivitySpend, ActivityTotal
 from etl.reports.build import (
     NEAR_LIMIT_DAYS,
     NEAR_LIMIT_UTILIZATION,
@@ -73,6 +84,14 @@ CSV_COLUMNS = (
     "limit_reset",
     "days_until_limit",
     "projected_limit_date",
+    "model",
+    "provider_name",
+    "byok_usage_inference_usd",
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "missing_days",
 )
 
 
@@ -149,6 +168,7 @@ def format_table(report: Report) -> str:
         for i, k in enumerate(report.top_keys, 1)
     ]
     out += _table(("#", "key", "workspace", "spend", ""), rows, right={0, 3})
+    out += _activity_table(report.activity)
     out += [
         "",
         f"Keys near their limit (>= {NEAR_LIMIT_UTILIZATION:.0%} used, or reaching it "
@@ -187,6 +207,54 @@ def format_table(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
+def _activity_table(activity: ActivitySpend | None) -> list[str]:
+    """Top models and providers, and what is unknown about them."""
+    out: list[str] = []
+    sections = (
+        ("model", "Top models", () if activity is None else activity.top_models),
+        ("provider", "Top providers", () if activity is None else activity.top_providers),
+    )
+    for what, title, entries in sections:
+        out += ["", f"{title} by spend over the window (USD, from GET /activity)"]
+        if activity is None or activity.total_usd is None:
+            out.append(f"  {ABSENT} unknown: no activity is stored for this window")
+            continue
+        lower = activity.is_lower_bound
+        rows = [
+            (
+                str(i),
+                truncate(e.name, KEY_NAME_WIDTH),
+                bound(e.usage_usd, lower_bound=lower),
+                bound(e.byok_usage_inference_usd, lower_bound=lower),
+                str(e.requests),
+                str(e.prompt_tokens),
+                str(e.completion_tokens),
+            )
+            for i, e in enumerate(entries, 1)
+        ]
+        headers = ("#", what, "spend", "BYOK", "requests", "prompt tok.", "completion tok.")
+        out += _table(headers, rows, right={0, 2, 3, 4, 5, 6})
+        more = activity.models_more if what == "model" else activity.providers_more
+        if more:
+            out.append(f"  … and {more} more {what}s with spend (--top shows more)")
+    if activity is not None and activity.total_usd is not None:
+        total = bound(activity.total_usd, lower_bound=activity.is_lower_bound)
+        out.append(f"  all models together: {total}")
+        if activity.is_lower_bound:
+            lost = activity.missing_days
+            out.append(
+                f"  {AT_LEAST}the known part only: activity unknown on "
+                f"{activity.unknown_days} of {activity.days} days"
+                + (
+                    f" ({lost} lost for good: they left the API's 30-day window before a "
+                    "sync fetched them)"
+                    if lost
+                    else ""
+                )
+            )
+    return out
+
+
 def plain(value: Any) -> Any:
     """A field as JSON/CSV wants it: exact money strings, ISO dates, the rest as is."""
     if isinstance(value, Decimal):
@@ -221,7 +289,35 @@ def report_data(report: Report) -> dict[str, Any]:
         "top_keys": [_fields(k) for k in report.top_keys],
         "near_limit": [_fields(s) for s in report.near_limit],
         "near_limit_more": report.near_limit_more,
+        **activity_data(report.activity),
     }
+
+
+def activity_data(activity: ActivitySpend | None) -> dict[str, Any]:
+    """The report's spend by model and provider as JSON-ready data."""
+    if activity is None:
+        return {"activity": None, "top_models": [], "top_providers": []}
+    summary = {
+        "days": activity.days,
+        "known_days": activity.known_days,
+        "unknown_days": activity.unknown_days,
+        "missing_days": activity.missing_days,
+        "total_usd": money(activity.total_usd),
+        "models_more": activity.models_more,
+        "providers_more": activity.providers_more,
+    }
+    return {
+        "activity": summary,
+        "top_models": [_activity_fields(e, "model", activity) for e in activity.top_models],
+        "top_providers": [
+            _activity_fields(e, "provider_name", activity) for e in activity.top_providers
+        ],
+    }
+
+
+def _activity_fields(entry: ActivityTotal, name: str, activity: ActivitySpend) -> dict[str, Any]:
+    fields = {f.name: plain(getattr(entry, f.name)) for f in dataclasses.fields(entry)}
+    return {name: fields.pop("name"), **fields, "unknown_days": activity.unknown_days}
 
 
 def format_json(report: Report) -> str:
@@ -254,6 +350,24 @@ def format_csv(report: Report) -> str:
             row = _fields(item)
             row["key_name"] = row.pop("name")
             writer.writerow({"record": record, **row})
+    data = activity_data(report.activity)
+    for record, items in (
+        ("top_model", data["top_models"]),
+        ("top_provider", data["top_providers"]),
+    ):
+        for item in items:
+            spend = item.pop("usage_usd")  # the usage is the record's spend
+            writer.writerow({"record": record, **item, "spend_usd": spend})
+    if data["activity"] is not None:
+        summary = data["activity"]
+        writer.writerow(
+            {
+                "record": "activity_total",
+                "spend_usd": summary["total_usd"],
+                "unknown_days": summary["unknown_days"],
+                "missing_days": summary["missing_days"],
+            }
+        )
     return buffer.getvalue()
 
 

@@ -12,6 +12,19 @@ import models
 from etl.store.examples import EXAMPLE_QUERIES
 from models.types import Money, UtcDateTime
 
+# The sums the activity views share (migration 0010).
+ACTIVITY_MEASURES = [
+    ("usage_usd", "OpenRouter credits spent in USD: sum of daily_activity.usage_usd."),
+    (
+        "byok_usage_inference_usd",
+        "BYOK inference cost in USD: sum of daily_activity.byok_usage_inference_usd.",
+    ),
+    ("requests", "Requests made."),
+    ("prompt_tokens", "Prompt tokens used."),
+    ("completion_tokens", "Completion tokens generated."),
+    ("reasoning_tokens", "Reasoning tokens used."),
+]
+
 # Views are created by migrations, not models: their columns are described here.
 VIEWS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "daily_workspace_spend": (
@@ -132,6 +145,91 @@ VIEWS: dict[str, tuple[str, list[tuple[str, str]]]] = {
                 "The day the current window ends and the whole limit is back (00:00 UTC): "
                 "the day after as_of_day, the next Monday or the next 1st; NULL without a "
                 "limit or a reset.",
+            ),
+        ],
+    ),
+    **{
+        f"daily_{by}_spend": (
+            f"Spend per workspace, UTC day and {what}, from daily_activity (GET /activity). "
+            "Only days stored whole have rows: a day activity_days records as missing, or "
+            "that no run has fetched yet, is absent here (unknown), never 0.",
+            [
+                ("workspace_id", "Workspace UUID."),
+                ("day", "The UTC day."),
+                (column, meaning),
+                *ACTIVITY_MEASURES,
+            ],
+        )
+        for by, what, column, meaning in (
+            ("model", "model", "model", "Model slug, e.g. openai/gpt-4.1 (every provider)."),
+            ("provider", "provider", "provider_name", "Provider, e.g. OpenAI (every model)."),
+        )
+    },
+    "monthly_model_spend": (
+        "Spend per workspace, calendar month and model: the sums of the month's stored "
+        "days, beside how many of the workspace's days of that month are stored "
+        "(fetched_days) and lost for good (missing_days). A month with missing days, or "
+        "fewer fetched days than it has (not over, or before the first fetch), gives a "
+        "lower bound.",
+        [
+            ("workspace_id", "Workspace UUID."),
+            ("month", "First day of the month."),
+            ("model", "Model slug."),
+            *ACTIVITY_MEASURES,
+            ("active_days", "Days of the month on which the model had activity."),
+            (
+                "fetched_days",
+                "Days of the month stored whole for the workspace (activity_days 'fetched'), "
+                "whatever the model.",
+            ),
+            (
+                "missing_days",
+                "Days of the month lost for good for the workspace (activity_days "
+                "'missing'): the sums leave them out.",
+            ),
+        ],
+    ),
+    "activity_reconciliation": (
+        "Per workspace and UTC day (every day either source knows of): the activity "
+        "total beside the key ledger's daily spend (daily_workspace_spend), their "
+        "difference and whether they agree. They measure the same usage two ways, so "
+        "they agree to the cent unless activity was booked after the ledger closed the "
+        "day (late usage: +x on its day, -x on the day the ledger saw it) or one source "
+        "is wrong. Differences are exact, except on SQLite: rounded to 1e-9 USD there.",
+        [
+            ("workspace_id", "Workspace UUID."),
+            ("day", "The UTC day."),
+            ("month", "First day of the day's month, to add the days up by month."),
+            (
+                "activity_status",
+                "activity_days.status: 'fetched', 'missing', or NULL (not fetched: before "
+                "the workspace's first activity fetch, or not yet complete).",
+            ),
+            (
+                "activity_usd",
+                "Sum of daily_activity.usage_usd for the day; 0 for a fetched day without "
+                "activity; NULL unless activity_status is 'fetched'.",
+            ),
+            (
+                "ledger_usd",
+                "daily_workspace_spend.spend_usd: NULL when the ledger does not know the "
+                "day (it or the next was not observed); a lower bound unless "
+                "ledger_complete.",
+            ),
+            ("difference_usd", "activity_usd - ledger_usd; NULL when either is NULL."),
+            ("activity_byok_usd", "Sum of daily_activity.byok_usage_inference_usd, likewise."),
+            ("ledger_byok_usd", "daily_workspace_spend.byok_spend_usd, likewise."),
+            ("byok_difference_usd", "activity_byok_usd - ledger_byok_usd, likewise."),
+            (
+                "ledger_complete",
+                "daily_workspace_spend.complete: the ledger's sum covers every key. NULL "
+                "when the ledger has no row for the day.",
+            ),
+            (
+                "agree",
+                "True when both sides are known, the ledger's day is complete and both "
+                "differences are 0; false otherwise (difference_usd NULL: not comparable; "
+                "non-zero: they disagree).",
             ),
         ],
     ),

@@ -61,4 +61,32 @@ FROM key_limit_status s
 JOIN api_keys k ON k.hash = s.key_hash
 WHERE s.spend_last_30_days = 0
 ORDER BY CASE WHEN k.last_used_at IS NULL THEN 0 ELSE 1 END, k.last_used_at, s.key_hash""",
+    "Which models each workspace spent on, month by month": """
+SELECT COALESCE(w.name, m.workspace_id) AS workspace, m.month, m.model,
+       m.usage_usd, m.byok_usage_inference_usd, m.requests,
+       m.fetched_days, m.missing_days
+FROM monthly_model_spend m
+LEFT JOIN workspaces w ON w.id = m.workspace_id
+ORDER BY m.workspace_id, m.month, m.usage_usd DESC, m.model""",
+    "Does it add up: activity against the key ledger, month by month": """
+SELECT r.workspace_id, r.month,
+       SUM(CASE WHEN r.difference_usd IS NOT NULL THEN r.activity_usd END) AS activity_usd,
+       SUM(CASE WHEN r.difference_usd IS NOT NULL THEN r.ledger_usd END) AS ledger_usd,
+       SUM(r.difference_usd) AS difference_usd,
+       SUM(CASE WHEN r.difference_usd IS NOT NULL THEN 1 ELSE 0 END) AS days_compared,
+       SUM(CASE WHEN r.agree THEN 1 ELSE 0 END) AS days_agreeing
+FROM activity_reconciliation r
+GROUP BY r.workspace_id, r.month
+ORDER BY r.workspace_id, r.month""",
+    "Days on which activity and the key ledger disagree": """
+SELECT workspace_id, day, activity_usd, ledger_usd, difference_usd, ledger_complete
+FROM activity_reconciliation
+WHERE difference_usd <> 0 OR byok_difference_usd <> 0
+ORDER BY workspace_id, day""",
+    "Top providers this month": """
+SELECT p.provider_name, SUM(p.usage_usd) AS usage_usd, SUM(p.requests) AS requests
+FROM daily_provider_spend p
+WHERE p.day >= (SELECT MAX(month) FROM monthly_model_spend)
+GROUP BY p.provider_name
+ORDER BY SUM(p.usage_usd) DESC, p.provider_name""",
 }

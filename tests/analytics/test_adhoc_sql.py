@@ -22,6 +22,7 @@ from sqlalchemy import Engine, text
 from etl.store.database import make_engine
 from etl.store.examples import EXAMPLE_QUERIES
 from etl.store.migrations import upgrade
+from tests.activity_support import ENDPOINTS
 from tests.analytics_support import Ledgered, at, make_world, normalize, sync_at
 from tests.conftest import BACKEND_URLS, wipe
 
@@ -117,6 +118,14 @@ class Truth:
             (h, day) for (h, day), (u, b) in spend.items() if day in KNOWN_DAYS and (u or b)
         }
         self.workspace_names = {w["id"]: w["name"] for w in ledger.world.truth_json()["workspaces"]}
+        # The first sync stored the 30 days before it, each later one the day before it.
+        self.activity_days = [START - timedelta(days=30) + timedelta(days=n) for n in range(46)]
+        assert self.activity_days[-1] == KNOWN_DAYS[-1]
+        self.activity = {
+            (d, w, ENDPOINTS[e]): t
+            for (d, w, e), t in ledger.world.activity_truth().items()
+            if d in self.activity_days
+        }
 
     def questions(self) -> dict[str, list[Row]]:
         keys = sorted(self.keys, key=lambda k: (-k["usage"], k["hash"]))
@@ -201,6 +210,51 @@ class Truth:
             ],
             "Live keys idle for the last 30 observed days": [
                 (k["name"], k["workspace_id"], _parse(k["last_used_at"]), k["usage"]) for k in idle
+            ],
+            **self._activity_examples(),
+        }
+
+    def _activity_examples(self) -> dict[str, list[Row]]:
+        # Every day from the first sync's backfill to the last complete one is stored for
+        # every workspace; the ledger knows KNOWN_DAYS for every key (none is deleted),
+        # and in the simulator both sources agree exactly.
+        models: dict[tuple[str, date, str], list[Any]] = {}
+        providers: dict[str, list[Any]] = {}
+        compared: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
+        this_month = KNOWN_DAYS[-1].replace(day=1)
+        for (day, w, endpoint), t in self.activity.items():
+            entry = models.setdefault((w, day.replace(day=1), endpoint.model), [0, 0, 0])
+            entry[0] += t.usage
+            entry[1] += t.byok_usage_inference
+            entry[2] += t.requests
+            if day >= this_month:
+                provider = providers.setdefault(endpoint.provider_name, [0, 0])
+                provider[0] += t.usage
+                provider[1] += t.requests
+            if day in KNOWN_DAYS:
+                compared[(w, day.replace(day=1))] += t.usage
+        stored = defaultdict(int)
+        for day in self.activity_days:
+            stored[day.replace(day=1)] += 1
+        months = sorted({d.replace(day=1) for d in [*self.activity_days, KNOWN_DAYS[-1]]})
+        return {
+            "Which models each workspace spent on, month by month": [
+                (self.workspace_names[w] or w, m, model, u, b, Decimal(r), stored[m], 0)
+                for (w, m, model), (u, b, r) in sorted(
+                    models.items(), key=lambda e: (e[0][0], e[0][1], -e[1][0], e[0][2])
+                )
+            ],
+            "Does it add up: activity against the key ledger, month by month": [
+                (w, m, compared[(w, m)], compared[(w, m)], Decimal(0), days, days)
+                if (days := sum(1 for d in KNOWN_DAYS if d.replace(day=1) == m))
+                else (w, m, None, None, None, 0, 0)
+                for w in sorted(self.workspace_names)
+                for m in months
+            ],
+            "Days on which activity and the key ledger disagree": [],
+            "Top providers this month": [
+                (name, u, Decimal(r))
+                for name, (u, r) in sorted(providers.items(), key=lambda e: (-e[1][0], e[0]))
             ],
         }
 

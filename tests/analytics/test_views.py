@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -17,11 +18,21 @@ from tests.analytics_support import Ledgered, at, make_world, normalize, sync_at
 from tests.conftest import BACKEND_URLS, wipe
 
 START = date(2026, 11, 3)
-VIEWS = ("daily_workspace_spend", "weekly_workspace_spend", "monthly_key_spend", "key_limit_status")
+VIEWS = (
+    "daily_workspace_spend",
+    "weekly_workspace_spend",
+    "monthly_key_spend",
+    "key_limit_status",
+    "daily_model_spend",
+    "daily_provider_spend",
+    "monthly_model_spend",
+    "activity_reconciliation",
+)
 
 
 def build_history(engine: Engine) -> Ledgered:
-    """Eighteen nights across a month boundary, one night missed, some keys near limits."""
+    """Eighteen nights across a month boundary, one night missed, some keys near limits,
+    usage booked late on a day the ledger had closed, and the activity each sync stores."""
     ledger = make_world(keys=15, workspaces=2, seed=5, active_fraction=0.6)
     world = ledger.world
     for n, key_hash in enumerate(world.live_hashes(world.workspace_ids[0])[:4]):
@@ -32,6 +43,9 @@ def build_history(engine: Engine) -> Ledgered:
         sync_at(engine, ledger, at(START + timedelta(days=n), 2, 30))
         for key_hash in world.live_hashes(world.workspace_ids[0])[:4]:
             world.spend(key_hash, Decimal("0.25"))
+        if n == 15:  # activity and the ledger disagree on the day before and this one
+            late = world.live_hashes(world.workspace_ids[1])[0]
+            world.late_usage(late, START + timedelta(days=n - 1), Decimal("0.5"))
     return ledger
 
 
@@ -60,6 +74,10 @@ def view_sql(view: str) -> str:
         "weekly_workspace_spend": "workspace_id, week_start",
         "monthly_key_spend": "key_hash, month",
         "key_limit_status": "key_hash",
+        "daily_model_spend": "workspace_id, day, model",
+        "daily_provider_spend": "workspace_id, day, provider_name",
+        "monthly_model_spend": "workspace_id, month, model",
+        "activity_reconciliation": "workspace_id, day",
     }[view]
     return f"SELECT * FROM {view} ORDER BY {keys}"
 
@@ -76,6 +94,55 @@ def test_limit_example_finds_the_keys_about_to_run_out(engine: Engine) -> None:
     build_history(engine)
     rows = rows_of(engine, EXAMPLE_QUERIES["Keys that will hit their limit within 7 days"])
     assert rows and all(row[5] <= 7 for row in rows)
+
+
+def test_activity_examples_show_the_late_usage_and_that_the_month_adds_up(
+    engine: Engine,
+) -> None:
+    ledger = build_history(engine)
+    late = ledger.world.workspace_ids[1]
+    rows = rows_of(engine, EXAMPLE_QUERIES["Days on which activity and the key ledger disagree"])
+    assert [(r[0], r[1], r[4]) for r in rows] == [
+        (late, START + timedelta(days=14), Decimal("0.5")),
+        (late, START + timedelta(days=15), Decimal("-0.5")),
+    ]
+    months = rows_of(
+        engine, EXAMPLE_QUERIES["Does it add up: activity against the key ledger, month by month"]
+    )
+    november = [r for r in months if r[1] == date(2026, 11, 1)]
+    assert len(november) == 2
+    # A day the ledger knows only in part (a key deleted between two syncs) is compared
+    # but cannot agree.
+    partial = dict(
+        rows_of(
+            engine,
+            "SELECT workspace_id, COUNT(*) FROM daily_workspace_spend "
+            "WHERE spend_usd IS NOT NULL AND NOT complete GROUP BY workspace_id",
+        )
+    )
+    for workspace_id, _, activity, ledger_usd, difference, compared, agreeing in november:
+        assert difference == 0 and abs(activity - ledger_usd) <= Decimal("1e-9")
+        assert compared >= 10
+        disagreeing = 2 if workspace_id == late else 0
+        assert agreeing == compared - disagreeing - partial.get(workspace_id, 0)
+    models = rows_of(
+        engine, EXAMPLE_QUERIES["Which models each workspace spent on, month by month"]
+    )
+    assert {r[1] for r in models} == {date(2026, 10, 1), date(2026, 11, 1)}
+    assert len({r[2] for r in models}) >= 4
+
+
+ANALYTICS_DOC = Path(__file__).resolve().parents[2] / "docs" / "analytics.md"
+
+
+def test_every_example_of_the_analytics_doc_is_a_checked_example() -> None:
+    """docs/analytics.md quotes example queries: each must be one of EXAMPLE_QUERIES
+    (run on every backend above), so none drifts out of what is tested."""
+    blocks = re.findall(r"```sql\n(.*?)\n```", ANALYTICS_DOC.read_text(encoding="utf-8"), re.S)
+    examples = {sql.strip() for sql in EXAMPLE_QUERIES.values()}
+    quoted = [b.strip() for b in blocks if not re.search(r"(?<!:):[a-z_]+", b)]  # no :params
+    assert len(quoted) >= 3
+    assert [b for b in quoted if b not in examples] == []
 
 
 def test_views_and_examples_agree_on_every_backend(tmp_path: Path) -> None:

@@ -148,7 +148,8 @@ def test_top_keys_are_ordered_by_spend_and_match_daily_key_spend(synced: Ledger)
         assert key["name"]  # every key is live: named from key_limit_status
     assert spends[0] == max(expected.values())
     table = report(synced.url, "--top", "5").stdout
-    listed = [line for line in table.splitlines() if re.match(r"\s+\d+\s{2}", line)]
+    section = table[table.index("Top keys") : table.index("Top models")]
+    listed = [line for line in section.splitlines() if re.match(r"\s+\d+\s{2}", line)]
     assert len(listed) == 5
     for line, key in zip(listed, top, strict=True):
         assert key["name"] in line
