@@ -110,8 +110,9 @@ LEFT JOIN (
 # Every workspace-day either source knows of. The activity side is NULL unless
 # activity_days says the day is stored whole; the ledger side is daily_workspace_spend's
 # spend_usd (NULL when the day, or the next, was not observed; with ledger_complete
-# false it leaves out keys of unknown spend and is a lower bound). agree is true only
-# when both sides are known, the ledger's day is complete and both differences are 0.
+# false it leaves out keys of unknown spend and is a lower bound). agree is true when
+# both sides are known and both differences are 0: a lower bound that equals the activity
+# total is the whole (the keys it leaves out spent nothing that day).
 ACTIVITY_RECONCILIATION = """
 CREATE VIEW activity_reconciliation AS
 SELECT r.workspace_id AS workspace_id,
@@ -127,7 +128,6 @@ SELECT r.workspace_id AS workspace_id,
        r.ledger_complete AS ledger_complete,
        (r.activity_usd IS NOT NULL AND r.ledger_usd IS NOT NULL
         AND r.activity_byok_usd IS NOT NULL AND r.ledger_byok_usd IS NOT NULL
-        AND r.ledger_complete
         AND {difference} = 0 AND {byok_difference} = 0) AS agree
 FROM (
     SELECT k.workspace_id AS workspace_id,

@@ -43,11 +43,10 @@ import io
 import json
 import math
 from collections.abc import Callable, Sequence
-from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
-from etl.reports.activity import ActivitySpend, ActivityTotal
+from etl.reports.activity_formats import activity_data, activity_table
 from etl.reports.build import (
     NEAR_LIMIT_DAYS,
     NEAR_LIMIT_UTILIZATION,
@@ -57,16 +56,21 @@ from etl.reports.build import (
     Report,
     WorkspaceSpend,
 )
-from etl.reports.text_width import display_width, pad, truncate
-from models.types import without_padding
+from etl.reports.cells import (
+    ABSENT,
+    AT_LEAST,
+    KEY_NAME_WIDTH,
+    bound,
+    money,
+    plain,
+    rounded,
+    table,
+)
+from etl.reports.text_width import truncate
 
 BARS = "▁▂▃▄▅▆▇█"
 UNKNOWN, NOT_IN_LEDGER = "·", " "
-ABSENT = "—"  # a table cell whose value is unknown (or, for a projection, not made)
-AT_LEAST = "≥ "  # before a total of the known part only
-KEY_NAME_WIDTH = 32  # terminal columns
 SPARK_WIDTH = 60  # longer windows are drawn in buckets of several days
-TABLE_QUANTUM = Decimal("0.0001")  # the table shows money to 1/100 of a cent
 CSV_COLUMNS = (
     "record",
     "workspace_id",
@@ -93,22 +97,6 @@ CSV_COLUMNS = (
     "reasoning_tokens",
     "missing_days",
 )
-
-
-def money(amount: Decimal | None) -> str | None:
-    """An exact amount as plain decimal digits (never exponent notation)."""
-    return None if amount is None else format(without_padding(amount), "f")
-
-
-def rounded(amount: Decimal | None) -> str:
-    """An amount for people: four decimal places, '—' when unknown or absent."""
-    return ABSENT if amount is None else str(amount.quantize(TABLE_QUANTUM, ROUND_HALF_UP))
-
-
-def bound(amount: Decimal | None, *, lower_bound: bool) -> str:
-    """A rounded total, marked '≥' when it is only the known part of the true total."""
-    text = rounded(amount)
-    return AT_LEAST + text if lower_bound and amount is not None else text
 
 
 def sparkline(daily: Sequence[DaySpend]) -> str:
@@ -148,7 +136,7 @@ def format_table(report: Report) -> str:
         )
         for w in report.workspaces
     ]
-    out += _table(("workspace", "total", "daily", ""), rows, right={1})
+    out += table(("workspace", "total", "daily", ""), rows, right={1})
     out.append(
         f"  daily: {BARS[0]}..{BARS[-1]} up to the workspace's busiest day; "
         f"{UNKNOWN} unknown; blank: not synced around then"
@@ -167,8 +155,8 @@ def format_table(report: Report) -> str:
         )
         for i, k in enumerate(report.top_keys, 1)
     ]
-    out += _table(("#", "key", "workspace", "spend", ""), rows, right={0, 3})
-    out += _activity_table(report.activity)
+    out += table(("#", "key", "workspace", "spend", ""), rows, right={0, 3})
+    out += activity_table(report.activity)
     out += [
         "",
         f"Keys near their limit (>= {NEAR_LIMIT_UTILIZATION:.0%} used, or reaching it "
@@ -197,7 +185,7 @@ def format_table(report: Report) -> str:
         "days left",
         "limit reached",
     )
-    out += _table(headers, rows, right={2, 3, 4, 6})
+    out += table(headers, rows, right={2, 3, 4, 6})
     if report.near_limit_more:
         out.append(
             f"  … and {report.near_limit_more} more near their limit "
@@ -205,61 +193,6 @@ def format_table(report: Report) -> str:
             " shows all)"
         )
     return "\n".join(out) + "\n"
-
-
-def _activity_table(activity: ActivitySpend | None) -> list[str]:
-    """Top models and providers, and what is unknown about them."""
-    out: list[str] = []
-    sections = (
-        ("model", "Top models", () if activity is None else activity.top_models),
-        ("provider", "Top providers", () if activity is None else activity.top_providers),
-    )
-    for what, title, entries in sections:
-        out += ["", f"{title} by spend over the window (USD, from GET /activity)"]
-        if activity is None or activity.total_usd is None:
-            out.append(f"  {ABSENT} unknown: no activity is stored for this window")
-            continue
-        lower = activity.is_lower_bound
-        rows = [
-            (
-                str(i),
-                truncate(e.name, KEY_NAME_WIDTH),
-                bound(e.usage_usd, lower_bound=lower),
-                bound(e.byok_usage_inference_usd, lower_bound=lower),
-                str(e.requests),
-                str(e.prompt_tokens),
-                str(e.completion_tokens),
-            )
-            for i, e in enumerate(entries, 1)
-        ]
-        headers = ("#", what, "spend", "BYOK", "requests", "prompt tok.", "completion tok.")
-        out += _table(headers, rows, right={0, 2, 3, 4, 5, 6})
-        more = activity.models_more if what == "model" else activity.providers_more
-        if more:
-            out.append(f"  … and {more} more {what}s with spend (--top shows more)")
-    if activity is not None and activity.total_usd is not None:
-        total = bound(activity.total_usd, lower_bound=activity.is_lower_bound)
-        out.append(f"  all models together: {total}")
-        if activity.is_lower_bound:
-            lost = activity.missing_days
-            out.append(
-                f"  {AT_LEAST}the known part only: activity unknown on "
-                f"{activity.unknown_days} of {activity.days} days"
-                + (
-                    f" ({lost} lost for good: they left the API's 30-day window before a "
-                    "sync fetched them)"
-                    if lost
-                    else ""
-                )
-            )
-    return out
-
-
-def plain(value: Any) -> Any:
-    """A field as JSON/CSV wants it: exact money strings, ISO dates, the rest as is."""
-    if isinstance(value, Decimal):
-        return money(value)
-    return value.isoformat() if isinstance(value, date) else value
 
 
 def report_data(report: Report) -> dict[str, Any]:
@@ -291,33 +224,6 @@ def report_data(report: Report) -> dict[str, Any]:
         "near_limit_more": report.near_limit_more,
         **activity_data(report.activity),
     }
-
-
-def activity_data(activity: ActivitySpend | None) -> dict[str, Any]:
-    """The report's spend by model and provider as JSON-ready data."""
-    if activity is None:
-        return {"activity": None, "top_models": [], "top_providers": []}
-    summary = {
-        "days": activity.days,
-        "known_days": activity.known_days,
-        "unknown_days": activity.unknown_days,
-        "missing_days": activity.missing_days,
-        "total_usd": money(activity.total_usd),
-        "models_more": activity.models_more,
-        "providers_more": activity.providers_more,
-    }
-    return {
-        "activity": summary,
-        "top_models": [_activity_fields(e, "model", activity) for e in activity.top_models],
-        "top_providers": [
-            _activity_fields(e, "provider_name", activity) for e in activity.top_providers
-        ],
-    }
-
-
-def _activity_fields(entry: ActivityTotal, name: str, activity: ActivitySpend) -> dict[str, Any]:
-    fields = {f.name: plain(getattr(entry, f.name)) for f in dataclasses.fields(entry)}
-    return {name: fields.pop("name"), **fields, "unknown_days": activity.unknown_days}
 
 
 def format_json(report: Report) -> str:
@@ -376,21 +282,6 @@ FORMATS: dict[str, Callable[[Report], str]] = {
     "csv": format_csv,
     "json": format_json,
 }
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
-    if not rows:
-        return ["  (none)"]
-    widths = [max(display_width(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            pad(cell, width, right=i in right)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return ("  " + "  ".join(parts)).rstrip()
-
-    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
 def _unknown(days: int, window: int, workspace: WorkspaceSpend | None = None) -> str:

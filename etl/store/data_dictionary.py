@@ -227,9 +227,10 @@ VIEWS: dict[str, tuple[str, list[tuple[str, str]]]] = {
             ),
             (
                 "agree",
-                "True when both sides are known, the ledger's day is complete and both "
-                "differences are 0; false otherwise (difference_usd NULL: not comparable; "
-                "non-zero: they disagree).",
+                "True when both sides are known and both differences are 0 (a ledger "
+                "lower bound equal to the activity total is the whole); false otherwise "
+                "(difference_usd NULL: not comparable; non-zero: they disagree, as they "
+                "must by the left-out keys' spend on a day not ledger_complete).",
             ),
         ],
     ),

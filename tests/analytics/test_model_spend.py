@@ -267,7 +267,7 @@ def test_late_usage_after_the_ledger_closed_the_day_surfaces_as_a_difference(
     assert total == 0  # over both days the two sources add up again
 
 
-def test_a_day_the_ledger_knows_only_in_part_is_compared_but_never_agrees(
+def test_a_day_the_ledger_knows_only_in_part_differs_by_the_left_out_key(
     history: History,
 ) -> None:
     world, engine = history.ledger.world, history.engine
@@ -284,3 +284,21 @@ def test_a_day_the_ledger_knows_only_in_part_is_compared_but_never_agrees(
     victim_day = world.activity_daily_spend()[(victim, LAST)]
     assert_money(row["difference_usd"], victim_day[0], exact=history.exact)
     assert victim_day[0] >= Decimal("0.75")
+
+
+def test_a_day_the_ledger_knows_only_in_part_agrees_when_the_left_out_key_spent_nothing(
+    history: History,
+) -> None:
+    world, engine = history.ledger.world, history.engine
+    workspace_id = world.workspace_ids[0]
+    spent = world.activity_daily_spend()
+    idle = [h for h in world.live_hashes(workspace_id) if (h, LAST) not in spent]
+    assert idle, "every key of the workspace spent on the last day"
+    world.advance(timedelta(hours=6))
+    world.delete_key(idle[0])  # between two syncs: the ledger cannot know its last day
+    sync_at(engine, history.ledger, at(LAST + timedelta(days=1), 2, 30))
+    assert (idle[0], LAST) not in world.activity_daily_spend()  # it spent nothing
+    row = reconciliation(engine)[(workspace_id, LAST)]
+    assert row["ledger_complete"] == 0
+    assert_money(row["difference_usd"], Decimal(0), exact=history.exact)
+    assert row["agree"] == 1  # the lower bound is the whole: the activity total says so

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from etl.cli.main import cli
 from etl.core.exact_json import parse_json
-from etl.demo import is_money
+from etl.demo import DEMO_QUERIES, is_money
 from etl.reports.text_width import display_width
 from etl.simulator.server import SimulatorServer
 from etl.simulator.service import Simulator
@@ -311,7 +311,8 @@ def test_demo_loads_nights_and_prints_queries(tmp_path: Path) -> None:
     result = invoke("demo", "--database-url", url, "--nights", "2")
     assert result.exit_code == 0, result.output
     assert result.output.count("workspaces ok") == 2
-    assert result.output.count("\n-- ") == 3  # three example queries with their results
+    # The example queries with their results
+    assert result.output.count("\n-- ") == len(DEMO_QUERIES) == 5
     engine = make_engine(url)
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(ApiKey))
@@ -349,7 +350,7 @@ def test_demo_rounds_money_and_keeps_tables_aligned(database_url: str) -> None:
     assert result.exit_code == 0, result.output
     assert "money below is rounded to 1/100 of a cent" in result.output
     tables = demo_tables(result.output)
-    assert len(tables) == 3
+    assert len(tables) == len(DEMO_QUERIES)
     money_cells = 0
     wide_rows = 0
     for header, dashes, *rows in tables:
